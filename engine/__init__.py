@@ -1,0 +1,1 @@
+"""The AvatarForcing streaming engine: pure PyTorch, usable without the app."""

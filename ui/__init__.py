@@ -1,0 +1,1 @@
+"""PySide6 desktop app (tray + main window) over avatarcam.Session."""
