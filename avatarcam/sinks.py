@@ -1,0 +1,414 @@
+"""Frame sinks: where rendered RGB frames go. Every sink is ``with Sink(...) as s: s.send(frame)``.
+
+``VirtualCamera`` (pyvirtualcam), ``VideoFile`` (PyAV mp4 with muxed audio), ``NullSink`` and
+``FanoutSink`` (several at once). Frames are uint8 HxWx3 RGB of any size; sinks fit them to their own.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from avatarcam.errors import ConfigError, DeviceError
+from avatarcam.frames import convert_rgb, fit_letterbox
+
+log = logging.getLogger(__name__)
+
+MACOS_CAMERA_SIZE = (1280, 720)
+_CONVERTIBLE = {"RGB", "BGR", "RGBA", "GRAY", "I420", "NV12", "YUYV", "UYVY"}
+
+
+def _check_frame(frame: np.ndarray) -> None:
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        got = f"{getattr(frame, 'dtype', type(frame).__name__)} {getattr(frame, 'shape', '')}"
+        raise ValueError(f"a frame must be a uint8 HxWx3 RGB array, got {got}")
+
+
+class Sink:
+    """Base sink: context manager; ``send`` frames, optionally ``send_audio`` 16 kHz blocks."""
+
+    name = "sink"
+
+    def open(self) -> "Sink":
+        return self
+
+    def send(self, frame: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def send_audio(self, block: np.ndarray) -> None:
+        """Audio that belongs to the frames sent so far; sinks without audio ignore it."""
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        """Stop after a failure; by default the same as close()."""
+        self.close()
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class NullSink(Sink):
+    """Discards frames (benchmarks, headless runs) but counts them."""
+
+    name = "null"
+
+    def __init__(self) -> None:
+        self.frames_sent = 0
+        self.audio_samples = 0
+
+    def send(self, frame: np.ndarray) -> None:
+        _check_frame(frame)
+        self.frames_sent += 1
+
+    def send_audio(self, block: np.ndarray) -> None:
+        self.audio_samples += len(block)
+
+
+# ------------------------------------------------------------------------------------ virtual camera
+
+def no_camera_message(system: str, error: str) -> str:
+    """The one message a user needs when no virtual camera backend can start on ``system``."""
+    said = f" (pyvirtualcam said: {error.strip()})" if error.strip() else ""
+    if system == "Linux":
+        return ("No virtual camera: the v4l2loopback kernel module is not loaded. Install and load it:\n"
+                "  sudo apt install v4l2loopback-dkms   (Fedora: akmod-v4l2loopback)\n"
+                "  sudo modprobe v4l2loopback devices=1 video_nr=10 card_label=AvatarCam exclusive_caps=1\n"
+                "exclusive_caps=1 is required for Chrome, Zoom and Teams to list the camera." + said)
+    if system == "Windows":
+        if "could not be started" in error or "in use" in error:
+            return ("The OBS Virtual Camera is held by OBS itself (its 'Start Virtual Camera' is on). Stop the "
+                    "virtual camera in OBS, or let AvatarCam drive OBS instead (obs.enabled)." + said)
+        return ("No virtual camera: install OBS Studio 28 or newer and click 'Start Virtual Camera' once, "
+                "then 'Stop Virtual Camera', so Windows registers the OBS camera." + said)
+    if system == "Darwin":
+        return ("No virtual camera: install OBS Studio 30 or newer, click 'Start Virtual Camera' once and allow "
+                "the camera extension in System Settings > Privacy & Security, then quit OBS." + said)
+    return f"No virtual camera backend is available on {system}." + said
+
+
+class VirtualCamera(Sink):
+    """A virtual webcam through pyvirtualcam.
+
+    Frames of any size are letterboxed to the camera size; on macOS the OBS camera only works
+    reliably at 1280x720, so that size is used there. When the backend's native format is not RGB
+    (OBS: NV12 or UYVY), frames are converted here and sent natively. ``fmt`` forces a format.
+    """
+
+    def __init__(self, width: int = 1280, height: int = 720, fps: float = 25, device: str | None = None,
+                 backend: str | None = None, fmt: str | None = None, mirror: bool = False):
+        if width <= 0 or height <= 0 or fps <= 0:
+            raise ConfigError(f"camera size and fps must be positive, got {width}x{height} @ {fps}")
+        if sys.platform == "darwin" and backend in (None, "obs") and (width, height) != MACOS_CAMERA_SIZE:
+            log.info("macOS virtual camera: using %dx%d (requested %dx%d)", *MACOS_CAMERA_SIZE, width, height)
+            width, height = MACOS_CAMERA_SIZE
+        if fmt is not None and str(fmt).upper() not in _CONVERTIBLE:
+            raise ConfigError(f"camera.fmt {fmt!r} is not one of {sorted(_CONVERTIBLE)}")
+        self.width, self.height, self.fps = int(width), int(height), fps
+        self._device_req, self._backend_req = device, backend
+        self._fmt_req = None if fmt is None else str(fmt).upper()
+        self.mirror = mirror
+        self.fmt = "RGB"
+        self._cam = None
+        self.frames_sent = 0
+
+    @property
+    def device(self) -> str | None:
+        """The camera as apps list it (e.g. ``/dev/video10``, ``OBS Virtual Camera``)."""
+        return self._cam.device if self._cam is not None else None
+
+    @property
+    def backend(self) -> str | None:
+        return self._cam.backend if self._cam is not None else None
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"virtual camera {self.device or self._device_req or ''}".strip()
+
+    def _camera(self, fmt: str):
+        import pyvirtualcam
+
+        return pyvirtualcam.Camera(self.width, self.height, self.fps, fmt=pyvirtualcam.PixelFormat[fmt],
+                                   device=self._device_req, backend=self._backend_req)
+
+    def open(self) -> "VirtualCamera":
+        try:
+            import pyvirtualcam  # noqa: F401
+        except ImportError as e:
+            raise DeviceError("The virtual camera needs pyvirtualcam: pip install pyvirtualcam") from e
+        import platform
+
+        from pyvirtualcam.camera import BACKENDS
+
+        if self._backend_req is not None and self._backend_req not in BACKENDS:
+            raise DeviceError(no_camera_message(platform.system(), f"backend {self._backend_req!r} does not "
+                                                f"exist here (available: {sorted(BACKENDS) or 'none'})"))
+        fmt = self._fmt_req or "RGB"
+        try:
+            cam = self._camera(fmt)
+            native = cam.native_fmt.name if cam.native_fmt is not None else None
+            if self._fmt_req is None and native not in (None, fmt) and native in _CONVERTIBLE:
+                cam.close()
+                fmt = native
+                cam = self._camera(fmt)
+        except RuntimeError as e:
+            raise DeviceError(no_camera_message(platform.system(), str(e))) from e
+        self._cam, self.fmt = cam, fmt
+        log.info("virtual camera %s (%s) open: %dx%d @ %s fps, sending %s", cam.device, cam.backend,
+                 self.width, self.height, self.fps, fmt)
+        return self
+
+    def send(self, frame: np.ndarray) -> None:
+        if self._cam is None:
+            raise RuntimeError("VirtualCamera is not open; use `with VirtualCamera(...) as cam:`")
+        _check_frame(frame)
+        if self.mirror:
+            frame = frame[:, ::-1]
+        frame = fit_letterbox(frame, self.width, self.height)
+        self._cam.send(convert_rgb(np.ascontiguousarray(frame), self.fmt))
+        self.frames_sent += 1
+
+    def close(self) -> None:
+        cam, self._cam = self._cam, None
+        if cam is not None:
+            cam.close()
+
+
+# ------------------------------------------------------------------------------------- video file
+
+class VideoFile(Sink):
+    """An mp4 (H.264 yuv420p + AAC) written with PyAV.
+
+    Frame ``i`` is shown at ``i / fps`` and audio sample ``s`` at ``s / sample_rate``, both from zero,
+    so a clip passed as ``audio`` (or blocks given to ``send_audio`` as they arrive) stays in sync.
+    The file is written under a temporary name in the same folder and renamed on a clean close; after
+    an error (or ``abort()``) the partial file is deleted: never a half-written file under ``path``.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float,
+                 audio: np.ndarray | None = None, sample_rate: int = 16000, *, crf: int = 23,
+                 preset: str = "veryfast", audio_bitrate: int = 96000):
+        if width <= 0 or height <= 0 or fps <= 0:
+            raise ConfigError(f"video size and fps must be positive, got {width}x{height} @ {fps}")
+        self.path = Path(path)
+        self.width, self.height = int(width) - int(width) % 2, int(height) - int(height) % 2  # yuv420p
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.sample_rate = int(sample_rate)
+        self.crf, self.preset, self.audio_bitrate = crf, preset, audio_bitrate
+        self._clip = None if audio is None else np.asarray(audio, np.float32).reshape(-1)
+        self._live = np.zeros(0, np.float32)
+        self._audio_pts = 0
+        self._tmp: Path | None = None
+        self._container = None
+        self._vstream = self._astream = None
+        self._lock = threading.Lock()
+        self.frames_sent = 0
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"video file {self.path}"
+
+    def open(self) -> "VideoFile":
+        try:
+            import av
+        except ImportError as e:
+            raise DeviceError("Recording needs PyAV: pip install av") from e
+        folder = self.path.parent if str(self.path.parent) else Path(".")
+        if not folder.is_dir():
+            raise ConfigError(f"output.record: folder '{folder}' does not exist")
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        try:
+            self._container = av.open(tmp, "w", format="mp4")
+            v = self._container.add_stream("libx264", rate=self.fps,
+                                           options={"crf": str(self.crf), "preset": self.preset})
+            v.width, v.height, v.pix_fmt = self.width, self.height, "yuv420p"
+            v.codec_context.time_base = 1 / self.fps
+            v.time_base = 1 / self.fps
+            a = self._container.add_stream("aac", rate=self.sample_rate, layout="mono")
+            a.bit_rate = self.audio_bitrate
+            self._vstream, self._astream = v, a
+        except Exception:
+            self.abort()
+            raise
+        return self
+
+    def send(self, frame: np.ndarray) -> None:
+        import av
+
+        _check_frame(frame)
+        frame = fit_letterbox(frame, self.width, self.height)
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        with self._lock:
+            if self._container is None:
+                raise RuntimeError("VideoFile is not open; use `with VideoFile(...) as out:`")
+            vf.pts = self.frames_sent
+            vf.time_base = 1 / self.fps
+            for packet in self._vstream.encode(vf):
+                self._container.mux(packet)
+            self.frames_sent += 1
+            if self._clip is not None:  # keep the clip interleaved with the video as we go
+                upto = int(self.frames_sent * self.sample_rate / self.fps)
+                self._push_audio(self._clip[self._audio_pts + len(self._live):upto])
+
+    def send_audio(self, block: np.ndarray) -> None:
+        if self._clip is not None:
+            raise ValueError("this VideoFile was given a whole audio clip; send_audio would duplicate it")
+        with self._lock:
+            if self._container is None:
+                raise RuntimeError("VideoFile is not open")
+            self._push_audio(np.asarray(block, np.float32).reshape(-1))
+
+    def _push_audio(self, samples: np.ndarray, final: bool = False) -> None:
+        """Encode whole AAC frames with explicit timestamps (the muxer needs them to record the
+        encoder's priming delay, which keeps the audio in sync when played back)."""
+        import av
+
+        if len(samples):
+            self._live = np.concatenate([self._live, samples])
+        size = self._astream.codec_context.frame_size or 1024
+        while len(self._live) >= size or (final and len(self._live)):
+            chunk, self._live = self._live[:size], self._live[size:]
+            if len(chunk) < size:
+                chunk = np.concatenate([chunk, np.zeros(size - len(chunk), np.float32)])
+            af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="fltp", layout="mono")
+            af.sample_rate = self.sample_rate
+            af.pts = self._audio_pts
+            af.time_base = Fraction(1, self.sample_rate)
+            self._audio_pts += size
+            for packet in self._astream.encode(af):
+                self._container.mux(packet)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._container is None:
+                return
+            try:
+                if self._clip is not None:
+                    self._push_audio(self._clip[self._audio_pts + len(self._live):])
+                self._push_audio(np.zeros(0, np.float32), final=True)
+                for stream in (self._vstream, self._astream):
+                    for packet in stream.encode(None):
+                        self._container.mux(packet)
+                self._container.close()
+                self._container = None
+                with open(self._tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+            except BaseException:
+                self._discard()
+                raise
+        log.info("recorded %d frames to %s", self.frames_sent, self.path)
+
+    def abort(self) -> None:
+        with self._lock:
+            self._discard()
+
+    def _discard(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception:
+                pass
+        if self._tmp is not None:
+            try:
+                self._tmp.unlink()
+            except FileNotFoundError:
+                pass
+            self._tmp = None
+
+
+# ----------------------------------------------------------------------------------------- fan-out
+
+class FanoutSink(Sink):
+    """Sends every frame to several sinks. A sink that fails mid-stream is logged, counted and dropped;
+    the others carry on (a broken virtual camera must not stop a recording, or the reverse).
+    Opening is strict: if one sink cannot open, the ones already open are closed and the error raised."""
+
+    name = "fanout"
+
+    def __init__(self, sinks: Iterable[Sink]):
+        self.sinks: list[Sink] = list(sinks)
+        self.active: list[Sink] = []
+        self.failures: dict[str, str] = {}
+        self.frames_sent = 0
+
+    @property
+    def errors(self) -> int:
+        return len(self.failures)
+
+    def open(self) -> "FanoutSink":
+        opened: list[Sink] = []
+        try:
+            for s in self.sinks:
+                opened.append(s.open())
+        except BaseException:
+            for s in opened:
+                try:
+                    s.abort()
+                except Exception:
+                    log.exception("could not close %s", s.name)
+            raise
+        self.active = opened
+        return self
+
+    def _drop(self, sink: Sink, exc: BaseException) -> None:
+        log.error("%s failed and was dropped: %s", sink.name, exc, exc_info=exc)
+        self.failures[sink.name] = f"{type(exc).__name__}: {exc}"
+        self.active = [s for s in self.active if s is not sink]
+        try:
+            sink.abort()
+        except Exception:
+            log.exception("could not close %s after its failure", sink.name)
+
+    def send(self, frame: np.ndarray) -> None:
+        for s in list(self.active):
+            try:
+                s.send(frame)
+            except Exception as e:
+                self._drop(s, e)
+        self.frames_sent += 1
+
+    def send_audio(self, block: np.ndarray) -> None:
+        for s in list(self.active):
+            try:
+                s.send_audio(block)
+            except Exception as e:
+                self._drop(s, e)
+
+    def close(self) -> None:
+        first: BaseException | None = None
+        for s in self.active:
+            try:
+                s.close()
+            except Exception as e:
+                log.error("closing %s failed: %s", s.name, e)
+                first = first or e
+        self.active = []
+        if first is not None:
+            raise first
+
+    def abort(self) -> None:
+        for s in self.active:
+            try:
+                s.abort()
+            except Exception:
+                log.exception("could not close %s", s.name)
+        self.active = []
