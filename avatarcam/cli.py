@@ -1,0 +1,317 @@
+"""The `avatarcam` command: run a stream headless, manage avatars, check the machine, benchmark.
+
+Errors meant for the user (AvatarCamError) are printed as one line without a traceback and exit
+with status 2; `--debug` shows tracebacks and debug logs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import AvatarCamError, ConfigError
+
+log = logging.getLogger("avatarcam")
+
+DATA = Path(__file__).resolve().parent / "data"
+DEMO_VOICE = DATA / "demo_voice.wav"
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _settings(args):
+    from .config import apply_overrides, load_settings
+    settings = load_settings(args.settings)
+    overrides = {}
+    for item in getattr(args, "set", None) or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value (e.g. camera.fps=30), got '{item}'")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    return apply_overrides(settings, overrides) if overrides else settings
+
+
+def _avatar_image(name_or_path: str | None):
+    """An avatar from the library by name, an image file, or the library's default."""
+    from .avatars import AvatarLibrary, load_image_file
+    if name_or_path and Path(name_or_path).expanduser().is_file():
+        return load_image_file(Path(name_or_path).expanduser())
+    lib = AvatarLibrary()
+    avatar = lib.get(name_or_path) if name_or_path else lib.default()
+    return avatar.load_image()
+
+
+def _stream_overrides(args) -> dict:
+    out = {}
+    for flag, key in (("style_anchor", "style_anchor"), ("rope_reindex", "rope_reindex"),
+                      ("anchor_audio_zero", "anchor_audio_zero"), ("temporal_frames", "temporal_frames"),
+                      ("block_frames", "block_frames"), ("passes", "passes")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+# -- commands --------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from .session import Session, SessionOptions
+    settings = _settings(args)
+    if args.mic is not None:
+        settings.audio.mic = int(args.mic) if str(args.mic).isdigit() else args.mic
+    if args.audio and args.mic is not None:
+        raise ConfigError("use either --audio FILE or --mic DEVICE, not both")
+    audio = Path(args.audio).expanduser() if args.audio else None
+    if audio is not None and not audio.is_file():
+        raise ConfigError(f"--audio: no such file: {audio}")
+    out = Path(args.out).expanduser() if args.out else (Path(settings.output.record) if settings.output.record else None)
+    if out is not None and out.suffix.lower() != ".mp4":
+        raise ConfigError(f"--out must be an .mp4 file, got '{out}'")
+    if args.duration is not None and args.duration <= 0:
+        raise ConfigError(f"--duration must be positive seconds, got {args.duration}")
+    options = SessionOptions(model=args.model, avatar_image=_avatar_image(args.avatar), audio_file=audio,
+                             camera=args.camera, record=out, obs=args.obs, duration_s=args.duration,
+                             device=args.device, seed=args.seed, stream_overrides=_stream_overrides(args),
+                             realtime=args.realtime)
+    session = Session(settings, options)
+    progress = _Progress(enabled=not args.quiet, total_s=_audio_seconds(audio, args.duration))
+    session.on_event(progress.on_event)
+    session.start()
+    stop = lambda *_: session.stop()  # noqa: E731
+    old = signal.signal(signal.SIGINT, stop)
+    try:
+        while not session.wait(0.5):
+            pass
+    finally:
+        signal.signal(signal.SIGINT, old)
+        progress.close()
+    stats = session.stats()
+    if session.error is not None:
+        raise session.error if isinstance(session.error, AvatarCamError) else AvatarCamError(
+            f"the stream stopped with an error: {session.error}")
+    if not args.quiet:
+        lat = f"{stats.latency_s * 1000:.0f} ms measured" if stats.latency_s is not None else \
+            f"{stats.expected_latency_s * 1000:.0f} ms expected"
+        print(f"{stats.frames_generated} frames in {stats.elapsed_s:.1f} s "
+              f"(step p50 {stats.step_ms_p50:.1f} ms, p95 {stats.step_ms_p95:.1f} ms; latency {lat}; "
+              f"dropped {stats.dropped_frames}, repeated {stats.repeated_frames})")
+        if out is not None:
+            print(f"wrote {out}")
+    return 0
+
+
+def _audio_seconds(audio: Path | None, duration: float | None) -> float | None:
+    if audio is None:
+        return duration
+    try:
+        from .audio import decode_audio_file
+        secs = len(decode_audio_file(audio)) / 16000
+    except AvatarCamError:
+        return duration
+    return min(secs, duration) if duration else secs
+
+
+class _Progress:
+    """A tqdm bar over seconds of audio turned into video (stderr; off with --quiet)."""
+
+    def __init__(self, enabled: bool, total_s: float | None):
+        self.bar = None
+        if enabled and sys.stderr.isatty() or enabled and total_s:
+            from tqdm import tqdm
+            self.bar = tqdm(total=round(total_s, 1) if total_s else None, unit="s", desc="streaming",
+                            file=sys.stderr, bar_format="{desc}: {n:.1f}/{total_fmt} s audio {bar} {elapsed}")
+
+    def on_event(self, event) -> None:
+        if event.kind == "warning":
+            print(f"warning: {event.data}", file=sys.stderr)
+        elif event.kind == "error":
+            print(f"error: {event.data}", file=sys.stderr)
+        elif event.kind == "stats" and self.bar is not None:
+            done = event.data.frames_generated / event.data.fps if event.data.fps else 0.0
+            self.bar.n = round(done, 1)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_devices(args) -> int:
+    from .doctor import devices_report, format_devices
+    report = devices_report()
+    print(json.dumps(report, indent=2, default=str) if args.json else format_devices(report))
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import format_checks, run_checks
+    checks = run_checks(_settings(args), model=args.model)
+    print(format_checks(checks))
+    return 1 if any(c.ok is False for c in checks) and args.strict else 0
+
+
+def cmd_avatars(args) -> int:
+    from .avatars import AvatarLibrary
+    lib = AvatarLibrary()
+    if args.action == "list":
+        avatars = lib.list()
+        if not avatars:
+            print("no avatars yet: `avatarcam avatars new` draws one, `avatarcam avatars add IMAGE` imports one")
+        for a in avatars:
+            print(f"{a.name:24s} {a.describe()}")
+    elif args.action == "new":
+        a = lib.new_cartoon(seed=args.seed, name=args.name)
+        print(f"created {a.name} ({a.image_path})")
+    elif args.action == "add":
+        a = lib.add_image(Path(args.image).expanduser(), name=args.name, prompt=args.prompt or "")
+        print(f"added {a.name} ({a.image_path})")
+    elif args.action == "remove":
+        lib.remove(args.name)
+        print(f"removed {args.name}")
+    elif args.action == "rename":
+        lib.rename(args.name, args.new_name)
+        print(f"renamed {args.name} -> {args.new_name}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+    result = run_bench(args.what, out=Path(args.out) if args.out else None, steps=args.steps, quick=args.quick)
+    if not args.out:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_settings(args) -> int:
+    from .config import default_settings_path, save_settings
+    settings = _settings(args)
+    if args.action == "path":
+        print(args.settings or default_settings_path())
+    elif args.action == "show":
+        import yaml
+        print(yaml.safe_dump(settings.to_dict(), sort_keys=False), end="")
+    elif args.action == "set":
+        path = save_settings(settings, args.settings)
+        print(f"saved {path}")
+    return 0
+
+
+def cmd_tray(args) -> int:
+    try:
+        from ui.app import main as ui_main
+    except ImportError as exc:
+        raise AvatarCamError(f"the desktop app needs PySide6: pip install 'avatarcam[ui]' ({exc})") from exc
+    return ui_main(settings_path=args.settings)
+
+
+# -- parser ----------------------------------------------------------------------------------------
+def _bool_flag(p: argparse.ArgumentParser, name: str, help: str) -> None:
+    p.add_argument(f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction, default=None,
+                   help=help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avatarcam", description="A live talking-avatar camera.")
+    parser.add_argument("--version", action="version", version=f"avatarcam {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show debug logs and tracebacks")
+    parser.add_argument("--settings", metavar="FILE", help="settings YAML (default: the user config dir)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="stream headless: microphone or audio file -> camera / mp4 / OBS")
+    run.add_argument("--avatar", help="avatar name from the library, or an image file (default: your default avatar)")
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--mic", help="microphone name or index (default: from settings, else the system default)")
+    src.add_argument("--audio", metavar="FILE", help="drive the avatar from an audio file instead of the mic")
+    _bool_flag(run, "camera", "stream to the virtual camera (default: settings; --camera makes a missing camera an error)")
+    run.add_argument("--out", metavar="FILE.mp4", help="also record an mp4 (H.264 + AAC, audio in sync)")
+    _bool_flag(run, "obs", "control OBS (scene on start/stop, mic sync offset = latency)")
+    _bool_flag(run, "realtime", "pace an --audio file like a live mic (default: only when a camera is on)")
+    run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of audio")
+    run.add_argument("--model", help="model name or card folder (default: the shipped 'toon' model)")
+    run.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    run.add_argument("--seed", type=int, default=0, help="noise seed (same seed + input = same video)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. camera.fps=30")
+    run.add_argument("-q", "--quiet", action="store_true")
+    anchors = run.add_argument_group("anchors (ablations and tuning)")
+    _bool_flag(anchors, "style-anchor", "keep the reference image's keys in the cache")
+    _bool_flag(anchors, "rope-reindex", "rotate the style anchor to sit just before the window")
+    _bool_flag(anchors, "anchor-audio-zero", "give the anchor silent (zero) audio features")
+    anchors.add_argument("--temporal-frames", type=int, metavar="N", help="clean frames kept as temporal anchor")
+    anchors.add_argument("--block-frames", type=int, metavar="B", help="latent frames per block")
+    anchors.add_argument("--passes", type=int, metavar="N", help="model passes per step")
+    run.set_defaults(func=cmd_run)
+
+    dev = sub.add_parser("devices", help="list microphones, audio outputs and the virtual camera")
+    dev.add_argument("--json", action="store_true")
+    dev.set_defaults(func=cmd_devices)
+
+    doc = sub.add_parser("doctor", help="check torch, audio, camera, OBS and model files; print fixes")
+    doc.add_argument("--model", help="model name or card folder to check")
+    doc.add_argument("--strict", action="store_true", help="exit 1 if any check fails")
+    doc.set_defaults(func=cmd_doctor)
+
+    av = sub.add_parser("avatars", help="manage the avatar library")
+    avs = av.add_subparsers(dest="action", metavar="ACTION", required=True)
+    avs.add_parser("list", help="list avatars")
+    new = avs.add_parser("new", help="draw a new cartoon avatar")
+    new.add_argument("--seed", type=int, help="generator seed (default: random)")
+    new.add_argument("--name")
+    add = avs.add_parser("add", help="import an image file")
+    add.add_argument("image")
+    add.add_argument("--name")
+    add.add_argument("--prompt")
+    rm = avs.add_parser("remove", help="delete an avatar")
+    rm.add_argument("name")
+    rn = avs.add_parser("rename", help="rename an avatar")
+    rn.add_argument("name")
+    rn.add_argument("new_name")
+    av.set_defaults(func=cmd_avatars)
+
+    b = sub.add_parser("bench", help="benchmarks that write JSON")
+    b.add_argument("what", choices=["engine", "e2e", "soak"], help="engine: sampler; e2e: audio->frames; soak: long run")
+    b.add_argument("--out", metavar="FILE.json")
+    b.add_argument("--steps", type=int, default=None, help="engine steps / seconds of audio (defaults per benchmark)")
+    b.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    b.set_defaults(func=cmd_bench)
+
+    st = sub.add_parser("settings", help="show or change the settings file")
+    st.add_argument("action", choices=["show", "path", "set"])
+    st.add_argument("--set", action="append", metavar="KEY=VALUE")
+    st.set_defaults(func=cmd_settings)
+
+    tray = sub.add_parser("tray", help="start the desktop app (tray icon + window)")
+    tray.set_defaults(func=cmd_tray)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except AvatarCamError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: say so, and how to see more
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc}\n(run with --debug for the traceback, and please "
+              "report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,536 @@
+"""The live session: microphone or file -> engine -> paced frames -> camera / file / preview, plus OBS.
+
+One object that the CLI and the UI both drive (`start()`, `stop()`, `wait()`, `stats()`, events);
+they never see threads. Threads: capture (audio source) -> engine worker (features, step, decode)
+-> pacer (steady fps; repeats the last frame when the engine is late, drops the oldest when it is
+early) -> live sinks. The recorder gets every generated frame exactly once, in order, so the file
+stays in sync with its audio whatever the pacer had to do.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import Settings
+from .errors import AvatarCamError, DeviceError, ModelError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+_END = object()
+
+
+@dataclass
+class SessionEvent:
+    kind: str           # "state" | "frame" | "stats" | "warning" | "error"
+    data: Any = None
+
+
+@dataclass
+class SessionStats:
+    state: str = "idle"
+    elapsed_s: float = 0.0
+    frames_generated: int = 0
+    frames_shown: int = 0
+    output_fps: float = 0.0
+    step_ms_p50: float = 0.0
+    step_ms_p95: float = 0.0
+    decode_ms_p50: float = 0.0
+    audio_queue: int = 0
+    frame_queue: int = 0
+    dropped_frames: int = 0
+    repeated_frames: int = 0
+    dropped_audio_blocks: int = 0
+    latency_s: float | None = None          # measured audio -> shown frame
+    expected_latency_s: float = 0.0         # structural: block + look-ahead + features
+    mic_faults: int = 0
+    sink_errors: int = 0
+    obs_status: str = "off"
+    realtime_factor: float = 0.0            # audio seconds processed per wall second
+    audio_s: float = 0.0                    # audio consumed so far
+    fps: float = 0.0                        # the model's frame rate
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SessionOptions:
+    """What one stream uses; built from the settings plus CLI flags or UI choices."""
+
+    model: str | None = None
+    avatar_image: np.ndarray | None = None
+    audio_file: Path | None = None          # None: the microphone from the settings
+    realtime: bool | None = None            # pace a file like a mic (default: when a camera is on)
+    camera: bool | None = None              # None: settings.camera.enabled, and no error if none exists
+    record: Path | None = None
+    obs: bool | None = None
+    duration_s: float | None = None
+    device: str = "cpu"
+    seed: int | None = 0
+    stream_overrides: dict = field(default_factory=dict)
+    preview: bool = False                   # emit "frame" events for a preview widget
+
+
+def percentile(values, q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if len(values) else 0.0
+
+
+def anchor_overrides(settings: Settings) -> dict:
+    a = settings.anchors
+    return {"style_anchor": a.style_anchor, "rope_reindex": a.rope_reindex,
+            "anchor_audio_zero": a.anchor_audio_zero, "temporal_frames": a.temporal_frames}
+
+
+class AudioClock:
+    """Maps stream sample positions to the wall time they were captured (for measured latency)."""
+
+    def __init__(self):
+        self._marks: collections.deque = collections.deque(maxlen=4096)
+        self.samples = 0
+
+    def add(self, n: int, t_read: float) -> None:
+        self.samples += n
+        self._marks.append((self.samples, t_read))
+
+    def time_of(self, sample: int) -> float | None:
+        """Wall time at which `sample` had been captured (it arrived in the block read at that time)."""
+        for end, t in self._marks:
+            if end >= sample:
+                return t
+        return None
+
+
+class Session:
+    def __init__(self, settings: Settings | None = None, options: SessionOptions | None = None):
+        self.settings = settings or Settings()
+        self.options = options or SessionOptions()
+        self._listeners: list[Callable[[SessionEvent], None]] = []
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
+        self._state = "idle"
+        self._lock = threading.Lock()
+        self._pending_image: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.stream = None
+
+    # -- events ----------------------------------------------------------------------------------
+    def on_event(self, callback: Callable[[SessionEvent], None]) -> Callable[[], None]:
+        """Subscribe; events arrive on session threads (a UI must hop to its own thread)."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    def _emit(self, kind: str, data: Any = None) -> None:
+        for cb in list(self._listeners):
+            try:
+                cb(SessionEvent(kind, data))
+            except Exception:  # a broken listener must not stop the stream
+                log.exception("session event listener failed")
+
+    def _set_state(self, state: str) -> None:
+        self._state = state
+        self._emit("state", state)
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    # -- control ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the model, open sources and sinks, start the threads. Raises AvatarCamError on bad setup."""
+        if self.running:
+            raise AvatarCamError("the session is already streaming; stop it first")
+        self._set_state("starting")
+        self._stop.clear()
+        self.error = None
+        try:
+            self._open()
+        except BaseException as exc:
+            self._close_all()
+            self._set_state("error")
+            if isinstance(exc, AvatarCamError):
+                raise
+            raise ModelError(f"could not start the stream: {exc}") from exc
+        self._done.clear()
+        self._t_start = time.monotonic()
+        for target, name in ((self._capture_loop, "capture"), (self._engine_loop, "engine"),
+                             (self._pacer_loop, "pacer")):
+            t = threading.Thread(target=self._guard(target), name=f"avatarcam-{name}", daemon=True)
+            self._threads.append(t)
+            t.start()
+        threading.Thread(target=self._supervise, name="avatarcam-supervisor", daemon=True).start()
+        self._set_state("live")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop streaming (finite inputs also stop by themselves); restores OBS; closes files cleanly."""
+        self._stop.set()
+        self._done.wait(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the stream ends (end of a file, --duration, stop() or an error)."""
+        return self._done.wait(timeout)
+
+    def switch_avatar(self, image: np.ndarray) -> None:
+        """Use another avatar: at once if streaming (the engine restarts its window), else next start."""
+        self.options.avatar_image = image
+        if self.running:
+            self._pending_image = image
+
+    def configure(self, **changes) -> None:
+        """Change options (e.g. anchor overrides) between streams."""
+        if self.running:
+            raise AvatarCamError("stop the stream before changing its settings")
+        self.options = dataclasses.replace(self.options, **changes)
+
+    # -- setup -----------------------------------------------------------------------------------
+    def _open(self) -> None:
+        from engine.checkpoints import CheckpointError
+        from engine.stream import open_stream
+        from .sinks import FanoutSink, VideoFile, VirtualCamera
+        s, o = self.settings, self.options
+        self._stats = SessionStats(state="starting")
+        overrides = {**anchor_overrides(s), **o.stream_overrides}
+        try:
+            self.stream = open_stream(o.model or s.engine.model, device=o.device, seed=o.seed, **overrides)
+        except CheckpointError as exc:
+            raise ModelError(str(exc)) from exc
+        except ValueError as exc:
+            raise ModelError(f"invalid anchor/stream settings: {exc}") from exc
+        image = o.avatar_image if o.avatar_image is not None else self._default_avatar()
+        self.reference = self.stream.start(image)
+        fps = self.stream.fps
+        width, height = self.stream.size
+
+        self.source = self._open_source()
+        self.recorder = None
+        if o.record:
+            clip = getattr(self.source, "pcm", None) if o.audio_file else None
+            self.recorder = VideoFile(o.record, width, height, fps, audio=self._trim(clip))
+            self.recorder.open()
+        live = []
+        want_camera = s.camera.enabled if o.camera is None else o.camera
+        if want_camera:
+            cam = VirtualCamera(s.camera.width, s.camera.height, fps, device=s.camera.device,
+                                backend=s.camera.backend, mirror=s.camera.mirror)
+            try:
+                cam.open()
+                live.append(cam)
+                log.info("streaming to virtual camera %s", cam.device)
+            except DeviceError as exc:
+                if o.camera:          # asked for explicitly: that is an error
+                    raise
+                self._warn(f"no virtual camera: {exc}")
+        self.live = FanoutSink(live).open() if live else None
+        self.delayed_mic = None
+        if s.audio.delayed_output and o.audio_file is None:
+            from .delayed_mic import DelayedMicOutput
+            self.delayed_mic = DelayedMicOutput(s.audio.delayed_output, self.stream.expected_latency_s)
+            try:
+                self.delayed_mic.open()
+            except AvatarCamError as exc:
+                self._warn(f"delayed microphone output disabled: {exc}")
+                self.delayed_mic = None
+        self.obs = None
+        if (s.obs.enabled if o.obs is None else o.obs):
+            from .obs import ObsConfig, ObsController
+            cfg = ObsConfig(host=s.obs.host, port=s.obs.port, password=s.obs.password, scene=s.obs.scene or None,
+                            source=s.obs.source or None, mic_input=s.obs.mic_input or None,
+                            auto_sync_offset=s.obs.sync_offset_auto)
+            self.obs = ObsController(cfg, on_status=lambda st: self._emit("obs", st))
+            self.obs.connect()
+            self.obs.start_stream_scene()
+            if not s.obs.sync_offset_auto:
+                self.obs.set_sync_offset_ms(s.obs.sync_offset_ms)
+        paced = self.live is not None or o.preview or self.delayed_mic is not None
+        self.paced = paced
+        self.audio_q: queue.Queue = queue.Queue(maxsize=0 if not self._realtime() else 256)
+        self.frame_q: queue.Queue = queue.Queue()
+        self.clock = AudioClock()
+        self._frame_index = 0
+        self._shown = 0
+        self._latencies: collections.deque = collections.deque(maxlen=200)
+        self._shown_times: collections.deque = collections.deque(maxlen=int(fps * 3))
+
+    def _default_avatar(self) -> np.ndarray:
+        try:
+            from .avatars import AvatarLibrary
+            return AvatarLibrary().default().load_image()
+        except Exception as exc:  # library missing or broken: draw one
+            log.debug("default avatar from the library failed (%s); drawing one", exc)
+            from engine.train.toon.identity import random_identity, render_portrait
+            return render_portrait(random_identity(0), 512)
+
+    def _realtime(self) -> bool:
+        o = self.options
+        if o.audio_file is None:
+            return True
+        if o.realtime is not None:
+            return o.realtime
+        return getattr(self, "live", None) is not None or o.preview
+
+    def _open_source(self):
+        from .audio import FileSource, MicSource
+        o = self.options
+        if o.audio_file is not None:
+            path = Path(o.audio_file)
+            if not path.exists():
+                from .errors import ConfigError
+                raise ConfigError(f"--audio: file not found: {path}")
+            src = FileSource(path, realtime=False)
+            src.pcm  # decode now: a bad file fails here, with a clear message
+            src.open()
+            return src
+        src = MicSource(self.settings.audio.mic, block_ms=self.settings.audio.block_ms)
+        src.open()
+        return src
+
+    def _trim(self, clip: np.ndarray | None) -> np.ndarray | None:
+        if clip is None or self.options.duration_s is None:
+            return clip
+        return clip[: int(self.options.duration_s * SAMPLE_RATE)]
+
+    def _warn(self, message: str) -> None:
+        log.warning("%s", message)
+        self._emit("warning", message)
+
+    # -- threads ---------------------------------------------------------------------------------
+    def _guard(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run():
+            try:
+                target()
+            except BaseException as exc:  # report and stop: never a silent dead thread
+                log.exception("session thread %s failed", threading.current_thread().name)
+                self.error = exc
+                self._emit("error", f"{type(exc).__name__}: {exc}")
+                self._stop.set()
+        return run
+
+    def _capture_loop(self) -> None:
+        limit = None if self.options.duration_s is None else int(self.options.duration_s * SAMPLE_RATE)
+        realtime_file = self.options.audio_file is not None and self._realtime()
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            block = self.source.read(timeout=0.2)
+            if block is None:
+                if self.source.ended:
+                    break
+                continue
+            if limit is not None and self.clock.samples + len(block) > limit:
+                block = block[: max(0, limit - self.clock.samples)]
+            if realtime_file:  # pace a file like a microphone
+                due = t0 + (self.clock.samples + len(block)) / SAMPLE_RATE
+                time.sleep(max(0.0, due - time.monotonic()))
+            now = time.monotonic()
+            self.clock.add(len(block), now)
+            if self.delayed_mic is not None:
+                self.delayed_mic.push(block, now - len(block) / SAMPLE_RATE)
+            if self.recorder is not None and self.options.audio_file is None:
+                self.recorder.send_audio(block)
+            self._put_audio(block)
+            if limit is not None and self.clock.samples >= limit:
+                break
+        self.audio_q.put(_END)
+
+    def _put_audio(self, block: np.ndarray) -> None:
+        try:
+            self.audio_q.put_nowait(block)
+        except queue.Full:  # engine far behind the mic: drop the oldest audio, keep the newest
+            try:
+                self.audio_q.get_nowait()
+                self._stats.dropped_audio_blocks += 1
+            except queue.Empty:
+                pass
+            self.audio_q.put_nowait(block)
+
+    def _engine_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    block = self.audio_q.get(timeout=0.2)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        break
+                    continue
+                if self._pending_image is not None:
+                    image, self._pending_image = self._pending_image, None
+                    self.reference = self.stream.start(image)
+                if block is _END:
+                    self._deliver(self.stream.flush())
+                    break
+                if self._stop.is_set():
+                    break
+                self._deliver(self.stream.push_audio(block))
+        finally:
+            self.frame_q.put(_END)
+
+    def _deliver(self, frames: list[np.ndarray]) -> None:
+        for frame in frames:
+            index = self._frame_index
+            self._frame_index += 1
+            if self.recorder is not None:
+                self.recorder.send(frame)
+            if self.paced:
+                self.frame_q.put((index, frame))
+
+    def _pacer_loop(self) -> None:
+        if not self.paced:
+            return
+        period = 1.0 / self.stream.fps
+        max_buffer = max(2, self.stream.frames_per_block * 2)
+        last = self.reference
+        next_t = time.monotonic()
+        started = False
+        finished = False
+        while not self._stop.is_set() and not finished:
+            # drop the oldest when the engine ran ahead (keeps latency bounded)
+            while self.frame_q.qsize() > max_buffer:
+                item = self.frame_q.get_nowait()
+                if item is _END:
+                    finished = True
+                    break
+                self._stats.dropped_frames += 1
+            try:
+                item = self.frame_q.get_nowait()
+            except queue.Empty:
+                item = None
+            if item is _END:
+                break
+            if item is not None:
+                index, last = item
+                started = True
+                self._note_latency(index)
+            elif started:
+                self._stats.repeated_frames += 1   # engine late: hold the last frame, never freeze
+            self._show(last)
+            next_t += period
+            delay = next_t - time.monotonic()
+            if delay < -period:                    # fell far behind (machine busy): resync the clock
+                next_t = time.monotonic()
+            else:
+                time.sleep(max(0.0, delay))
+
+    def _show(self, frame: np.ndarray) -> None:
+        if self.live is not None:
+            self.live.send(frame)
+        self._shown += 1
+        self._shown_times.append(time.monotonic())
+        if self.options.preview:
+            self._emit("frame", frame)
+
+    def _note_latency(self, index: int) -> None:
+        if self.options.audio_file is not None and not self._realtime():
+            return
+        mid_sample = int((index + 0.5) * SAMPLE_RATE / self.stream.fps)
+        t_audio = self.clock.time_of(mid_sample)
+        if t_audio is not None:
+            self._latencies.append(time.monotonic() - t_audio)
+
+    def _supervise(self) -> None:
+        """Periodic stats, OBS / delayed-mic sync, and the orderly shutdown once the threads end."""
+        last_offset = None
+        while any(t.is_alive() for t in self._threads):
+            self._stop.wait(0.5)
+            stats = self.stats()
+            self._emit("stats", stats)
+            if stats.latency_s is not None:
+                last_offset = self._sync_latency(stats.latency_s, last_offset)
+            if self._stop.is_set():
+                break
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._close_all()
+        self._threads.clear()
+        final = self.stats()
+        final.state = "error" if self.error else "stopped"
+        self._final_stats = final
+        self._set_state(final.state)
+        self._done.set()
+
+    def _sync_latency(self, latency: float, last_offset: int | None) -> int | None:
+        """Delay the mic (delayed output, OBS sync offset) by the measured latency so lips match voice."""
+        if self.delayed_mic is not None and self.settings.audio.delay_auto:
+            self.delayed_mic.delay_s = min(latency, 10.0)
+        ms = int(round(latency * 1000))
+        if self.obs is not None and self.settings.obs.sync_offset_auto and (
+                last_offset is None or abs(ms - last_offset) > 20):
+            self.obs.set_sync_offset_ms(ms)
+            return ms
+        return last_offset
+
+    def _close_all(self) -> None:
+        for name in ("source", "live", "delayed_mic"):
+            part = getattr(self, name, None)
+            if part is not None:
+                try:
+                    part.close()
+                except Exception as exc:
+                    log.warning("closing %s failed: %s", name, exc)
+                setattr(self, name, None)
+        rec = getattr(self, "recorder", None)
+        if rec is not None:
+            try:
+                if self.error is not None:
+                    rec.abort()
+                else:
+                    rec.close()
+            except Exception as exc:
+                self.error = self.error or exc
+                self._emit("error", f"writing {self.options.record} failed: {exc}")
+            self.recorder = None
+        obs = getattr(self, "obs", None)
+        if obs is not None:
+            try:
+                obs.restore()
+                obs.close()
+            except Exception as exc:
+                log.warning("OBS restore failed: %s", exc)
+            self.obs = None
+
+    # -- stats -----------------------------------------------------------------------------------
+    def stats(self) -> SessionStats:
+        if not hasattr(self, "_stats"):
+            return SessionStats()
+        if self._done.is_set() and hasattr(self, "_final_stats"):
+            return self._final_stats
+        st = self._stats
+        st.state = self._state
+        st.elapsed_s = time.monotonic() - getattr(self, "_t_start", time.monotonic())
+        stream = self.stream
+        st.frames_generated = self._frame_index
+        st.frames_shown = self._shown
+        times = list(self._shown_times)
+        st.output_fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 and times[-1] > times[0] else 0.0
+        recent = stream.step_ms[-200:]
+        st.step_ms_p50, st.step_ms_p95 = percentile(recent, 50), percentile(recent, 95)
+        st.decode_ms_p50 = percentile(stream.decode_ms[-200:], 50)
+        st.audio_queue = self.audio_q.qsize()
+        st.frame_queue = self.frame_q.qsize()
+        st.latency_s = float(np.median(self._latencies)) if self._latencies else None
+        st.expected_latency_s = stream.expected_latency_s
+        src = getattr(self, "source", None)
+        st.mic_faults = getattr(src, "faults", 0) if src is not None else st.mic_faults
+        live = getattr(self, "live", None)
+        st.sink_errors = getattr(live, "errors", 0) if live is not None else st.sink_errors
+        obs = getattr(self, "obs", None)
+        st.obs_status = obs.status if obs is not None else st.obs_status
+        st.audio_s = self.clock.samples / SAMPLE_RATE
+        st.fps = stream.fps
+        if st.elapsed_s > 0:
+            st.realtime_factor = self.clock.samples / SAMPLE_RATE / st.elapsed_s
+        return dataclasses.replace(st)

@@ -1,0 +1,203 @@
+"""One object that turns PCM into video frames: audio features -> streaming sampler -> decoder.
+
+This is the engine's library entry point (the app's session drives it from a worker thread): load
+a model card, `start(image)`, then `push_audio(pcm)` returns whatever frames became ready. Every
+size (fps, resolution, frames per block, feature size) comes from the card.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from .checkpoints import CheckpointError, ModelCard, load_card
+from .config import replace
+from .sampler import SelfForcingSampler, StreamingSampler
+
+log = logging.getLogger(__name__)
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+SAMPLE_RATE = 16000
+
+
+class FrameDecoder(Protocol):
+    def encode_image(self, image: np.ndarray) -> torch.Tensor: ...
+    def reset(self, reference_latent: torch.Tensor) -> None: ...
+    def decode(self, latents: torch.Tensor) -> np.ndarray: ...
+
+
+class ToonDecoder:
+    """Our per-frame autoencoder: frames are independent, so streaming needs no state."""
+
+    def __init__(self, card: ModelCard, device: str | torch.device):
+        from .autoencoder import ToonAutoencoder
+        path = card.path(card.decoder.get("weights", "autoencoder.safetensors"))
+        try:
+            self.ae = ToonAutoencoder.load(path, map_location="cpu").to(device)
+        except FileNotFoundError as exc:
+            raise CheckpointError(f"model '{card.name}': decoder weights missing ({exc})") from exc
+        self.size = self.ae.cfg.image_size
+
+    def encode_image(self, image: np.ndarray) -> torch.Tensor:
+        return self.ae.encode(fit_image(image, self.size, self.size))[0]
+
+    def reset(self, reference_latent: torch.Tensor) -> None:
+        pass
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        return self.ae.decode(latents.reshape(-1, *latents.shape[-3:]))
+
+
+def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Centre-crop to the target aspect and resize (bilinear, antialiased): uint8 HxWx3."""
+    from PIL import Image
+    img = Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
+    w, h = img.size
+    target = width / height
+    if w / h > target:
+        cw = round(h * target)
+        img = img.crop(((w - cw) // 2, 0, (w - cw) // 2 + cw, h))
+    elif w / h < target:
+        ch = round(w / target)
+        img = img.crop((0, (h - ch) // 2, w, (h - ch) // 2 + ch))
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.BILINEAR, reducing_gap=None)
+    return np.array(img)
+
+
+def build_audio_encoder(card: ModelCard, fps: float):
+    spec = dict(card.audio)
+    kind = spec.pop("encoder", "logmel")
+    if kind == "logmel":
+        from .logmel import LogMelEncoder
+        return LogMelEncoder(sample_rate=SAMPLE_RATE, fps=fps, **spec)
+    if kind == "wav2vec2":
+        from .wav2vec import Wav2VecFeatures
+        return Wav2VecFeatures(card.path(spec.pop("path")), fps=fps, **spec)
+    raise CheckpointError(f"model '{card.name}': unknown audio encoder '{kind}' (known: logmel, wav2vec2)")
+
+
+def build_decoder(card: ModelCard, device: str | torch.device) -> FrameDecoder:
+    kind = card.decoder.get("kind", "toon")
+    if kind == "toon":
+        return ToonDecoder(card, device)
+    raise CheckpointError(f"model '{card.name}': decoder '{kind}' is not available in this build (known: toon)")
+
+
+def resolve_card(model: str | Path | None) -> ModelCard:
+    """A shipped model by name ('toon') or a path to a card folder."""
+    name = str(model or "toon")
+    candidate = Path(name).expanduser()
+    if candidate.exists():
+        return load_card(candidate)
+    shipped = MODELS_DIR / name
+    if shipped.exists():
+        return load_card(shipped)
+    known = sorted(p.name for p in MODELS_DIR.iterdir() if (p / "model.yaml").exists()) if MODELS_DIR.exists() else []
+    raise CheckpointError(f"model '{name}' not found: give a model folder (with model.yaml) or one of {known}")
+
+
+class AvatarStream:
+    """Streams one avatar: feed PCM (16 kHz mono float32), get RGB frames (uint8 HxWx3)."""
+
+    def __init__(self, card: ModelCard, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 seed: int | None = 0, baseline: bool = False, **stream_overrides):
+        self.card = card
+        self.device = torch.device(device)
+        stream = replace(card.stream, **stream_overrides) if stream_overrides else card.stream
+        rows = stream.block_frames * card.model.audio_pack
+        self.frames_per_block = stream.block_frames * card.video_frames_per_latent
+        if rows != self.frames_per_block:
+            raise CheckpointError(f"model '{card.name}': {rows} audio rows per block but {self.frames_per_block} "
+                                  "video frames per block; audio_pack must equal video_frames_per_latent")
+        self.model = card.build(self.device, dtype)
+        self.audio = build_audio_encoder(card, card.fps)
+        if self.audio.dim != card.model.audio_dim:
+            raise CheckpointError(f"model '{card.name}': audio encoder gives {self.audio.dim} features per frame, "
+                                  f"the model expects {card.model.audio_dim}")
+        self.decoder = build_decoder(card, self.device)
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(seed) if seed is not None else int(time.time_ns() % 2**31))
+        sampler_cls = SelfForcingSampler if baseline else StreamingSampler
+        self.sampler = sampler_cls(self.model, stream, generator=gen)
+        self.stream_config = stream
+        self._features = torch.zeros(0, card.model.audio_dim)
+        self.step_ms: list[float] = []
+        self.decode_ms: list[float] = []
+        self.frames_out = 0
+
+    # -- facts the app needs ---------------------------------------------------------------------
+    @property
+    def fps(self) -> float:
+        return self.card.fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.card.width, self.card.height
+
+    @property
+    def block_seconds(self) -> float:
+        return self.frames_per_block / self.fps
+
+    @property
+    def expected_latency_s(self) -> float:
+        """Structural audio->video delay: a block of audio, the window's look-ahead, feature look-ahead."""
+        look = getattr(self.audio, "lookahead_ms", 0.0) / 1000.0
+        return self.block_seconds * (1 + self.sampler.latency_blocks) + look
+
+    # -- streaming -------------------------------------------------------------------------------
+    def start(self, image: np.ndarray, text_context: torch.Tensor | None = None) -> np.ndarray:
+        """Encode the avatar image as the style anchor; returns the image as the model sees it."""
+        fitted = fit_image(image, *self.size)
+        ref = self.decoder.encode_image(fitted)
+        self.sampler.start(ref, text_context)
+        self.decoder.reset(ref)
+        self.audio.reset()
+        self._features = torch.zeros(0, self.card.model.audio_dim)
+        self.frames_out = 0
+        return fitted
+
+    def push_audio(self, pcm: np.ndarray) -> list[np.ndarray]:
+        """Add audio; returns the frames of every block that became clean (maybe none)."""
+        feats = self.audio.push(np.asarray(pcm, dtype=np.float32))
+        return self._consume(feats)
+
+    def flush(self) -> list[np.ndarray]:
+        """End of a finite input: pad the last partial block with silence-like features, drain the window."""
+        frames = self._consume(self.audio.flush())
+        pending = self._features.shape[0]
+        if pending:
+            pad = self.frames_per_block - pending
+            frames += self._consume(self._features[-1:].expand(pad, -1).clone())
+        for block in self.sampler.flush():
+            frames += self._decode(block)
+        return frames
+
+    def _consume(self, feats: torch.Tensor) -> list[np.ndarray]:
+        if feats.numel():
+            self._features = torch.cat([self._features, feats.to(self._features.dtype)])
+        frames: list[np.ndarray] = []
+        n = self.frames_per_block
+        while self._features.shape[0] >= n:
+            block_feats, self._features = self._features[:n], self._features[n:]
+            t0 = time.perf_counter()
+            block = self.sampler.step(block_feats)
+            self.step_ms.append((time.perf_counter() - t0) * 1000)
+            if block is not None:
+                frames += self._decode(block)
+        return frames
+
+    def _decode(self, block: torch.Tensor) -> list[np.ndarray]:
+        t0 = time.perf_counter()
+        images = self.decoder.decode(block[0])
+        self.decode_ms.append((time.perf_counter() - t0) * 1000)
+        self.frames_out += len(images)
+        return list(images)
+
+
+def open_stream(model: str | Path | None = None, device: str = "cpu", **kwargs) -> AvatarStream:
+    return AvatarStream(resolve_card(model), device=device, **kwargs)

@@ -1,0 +1,173 @@
+"""The live session end to end on a small random model: files, pacing, camera boundary, faults."""
+from __future__ import annotations
+
+import time
+import wave
+
+import numpy as np
+import pytest
+
+from avatarcam.config import Settings
+from avatarcam.errors import ConfigError, ModelError
+from avatarcam.session import Session, SessionOptions
+from tests.fixtures_card import random_card  # noqa: F401
+from tests.fixtures_vcam import recording_camera  # noqa: F401
+
+SR = 16000
+
+
+def write_wav(path, pcm: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def tone(seconds: float, click_at: float | None = None) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    x = 0.2 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 1.5 * t) > 0)
+    if click_at is not None:
+        i = int(click_at * SR)
+        x[i:i + 40] = 0.9
+    return x.astype(np.float32)
+
+
+def avatar(size=96) -> np.ndarray:
+    img = np.zeros((size, size, 3), np.uint8)
+    img[:, :, 0] = 200
+    img[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = (240, 200, 160)
+    return img
+
+
+def settings_no_devices() -> Settings:
+    s = Settings()
+    s.camera.enabled = False
+    s.obs.enabled = False
+    return s
+
+
+def read_mp4(path):
+    import av
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = sum(1 for _ in c.decode(v))
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        samples = sum(f.samples for f in c.decode(a))
+        rate = a.rate
+    return frames, samples / rate
+
+
+def test_audio_file_to_mp4_has_every_frame_and_the_audio(tmp_path, random_card):
+    wav = tmp_path / "voice.wav"
+    write_wav(wav, tone(2.0))
+    out = tmp_path / "demo.mp4"
+    session = Session(settings_no_devices(), SessionOptions(model=str(random_card), avatar_image=avatar(),
+                                                            audio_file=wav, record=out))
+    session.start()
+    assert session.wait(120)
+    assert session.error is None
+    frames, audio_s = read_mp4(out)
+    assert frames == 50                     # 2 s at 25 fps, whole blocks of 2 frames
+    assert abs(audio_s - 2.0) < 0.1
+    stats = session.stats()
+    assert stats.state == "stopped" and stats.frames_generated == 50
+    assert stats.step_ms_p50 > 0
+
+
+def test_duration_limits_a_file_run(tmp_path, random_card):
+    wav = tmp_path / "voice.wav"
+    write_wav(wav, tone(3.0))
+    out = tmp_path / "short.mp4"
+    session = Session(settings_no_devices(), SessionOptions(model=str(random_card), avatar_image=avatar(),
+                                                            audio_file=wav, record=out, duration_s=1.0))
+    session.start()
+    assert session.wait(120)
+    frames, audio_s = read_mp4(out)
+    assert frames == 26 and abs(audio_s - 1.0) < 0.1   # 25 frames, rounded up to a whole block
+
+
+def test_realtime_stream_to_camera_is_paced_and_measures_latency(tmp_path, random_card, recording_camera):
+    """The camera is pyvirtualcam's real Camera over a recording backend (no v4l2loopback here)."""
+    s = settings_no_devices()
+    s.camera.enabled, s.camera.backend, s.camera.width, s.camera.height = True, "recording", 160, 120
+    wav = tmp_path / "voice.wav"
+    write_wav(wav, tone(3.0))
+    session = Session(s, SessionOptions(model=str(random_card), avatar_image=avatar(), audio_file=wav,
+                                        realtime=True))
+    t0 = time.monotonic()
+    session.start()
+    assert session.wait(60)
+    wall = time.monotonic() - t0
+    assert session.error is None
+    cam = recording_camera.instances[-1]
+    assert cam.closed and cam.frames and (cam.width, cam.height) == (160, 120)
+    assert cam.frames[0].size == 120 * 160 * 3
+    stats = session.stats()
+    assert wall >= 2.5                          # paced like a microphone, not as fast as possible
+    assert stats.latency_s is not None
+    assert stats.latency_s >= 2 * 4 / 25 * 0.5   # at least the look-ahead of the window (order of magnitude)
+    assert stats.frames_shown >= stats.frames_generated - stats.dropped_frames
+
+
+def test_sink_failure_mid_stream_does_not_stop_the_recording(tmp_path, random_card, recording_camera):
+    s = settings_no_devices()
+    s.camera.enabled, s.camera.backend, s.camera.width, s.camera.height = True, "recording", 64, 64
+    calls = {"n": 0}
+    original = recording_camera.send
+
+    def flaky(self, frame):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError("camera unplugged")
+        original(self, frame)
+    recording_camera.send = flaky
+    wav = tmp_path / "voice.wav"
+    write_wav(wav, tone(1.5))
+    out = tmp_path / "rec.mp4"
+    session = Session(s, SessionOptions(model=str(random_card), avatar_image=avatar(), audio_file=wav,
+                                        record=out, realtime=True))
+    session.start()
+    assert session.wait(60)
+    assert session.error is None
+    assert session.stats().sink_errors == 1
+    frames, _ = read_mp4(out)
+    assert frames == 38
+
+
+def test_switching_avatar_while_streaming_changes_the_output(tmp_path, random_card):
+    seen = []
+    wav = tmp_path / "voice.wav"
+    write_wav(wav, tone(2.0))
+    session = Session(settings_no_devices(), SessionOptions(model=str(random_card), avatar_image=avatar(),
+                                                            audio_file=wav, realtime=True, preview=True))
+    session.on_event(lambda e: seen.append(e.data) if e.kind == "frame" else None)
+    session.start()
+    time.sleep(1.0)
+    other = np.full((96, 96, 3), 30, np.uint8)
+    session.switch_avatar(other)
+    assert session.wait(60)
+    assert session.error is None
+    assert len(seen) > 20
+
+
+def test_missing_model_is_a_model_error(tmp_path):
+    session = Session(settings_no_devices(), SessionOptions(model=str(tmp_path / "nope"), avatar_image=avatar()))
+    with pytest.raises(ModelError, match="not found"):
+        session.start()
+    assert session.state == "error"
+
+
+def test_missing_audio_file_is_a_config_error(tmp_path, random_card):
+    session = Session(settings_no_devices(), SessionOptions(model=str(random_card), avatar_image=avatar(),
+                                                            audio_file=tmp_path / "missing.wav"))
+    with pytest.raises(ConfigError, match="not found"):
+        session.start()
+
+
+def test_bad_anchor_setting_is_explained(tmp_path, random_card):
+    session = Session(settings_no_devices(), SessionOptions(model=str(random_card), avatar_image=avatar(),
+                                                            stream_overrides={"passes": 0}))
+    with pytest.raises(ModelError, match="passes"):
+        session.start()
