@@ -36,9 +36,10 @@ def _settings(args):
 
 def _avatar_image(name_or_path: str | None):
     """An avatar from the library by name, an image file, or the library's default."""
-    from .avatars import AvatarLibrary, load_image_file
+    import numpy as np
+    from .avatars import AvatarLibrary, load_picture
     if name_or_path and Path(name_or_path).expanduser().is_file():
-        return load_image_file(Path(name_or_path).expanduser())
+        return np.asarray(load_picture(Path(name_or_path).expanduser()))
     lib = AvatarLibrary()
     avatar = lib.get(name_or_path) if name_or_path else lib.default()
     return avatar.load_image()
@@ -160,7 +161,8 @@ def cmd_avatars(args) -> int:
         if not avatars:
             print("no avatars yet: `avatarcam avatars new` draws one, `avatarcam avatars add IMAGE` imports one")
         for a in avatars:
-            print(f"{a.name:24s} {a.describe()}")
+            origin = f"seed {a.seed}" if a.kind == "cartoon" else (a.source or "image")
+            print(f"{a.name:24s} {a.kind:8s} {origin}  {a.prompt}".rstrip())
     elif args.action == "new":
         a = lib.new_cartoon(seed=args.seed, name=args.name)
         print(f"created {a.name} ({a.image_path})")

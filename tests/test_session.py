@@ -150,6 +150,8 @@ def test_switching_avatar_while_streaming_changes_the_output(tmp_path, random_ca
     assert session.wait(60)
     assert session.error is None
     assert len(seen) > 20
+    assert (session.reference == 30).all()          # the engine restarted on the new avatar
+    assert session.stream.sampler.ref.shape[0] == 1
 
 
 def test_missing_model_is_a_model_error(tmp_path):
@@ -171,3 +173,24 @@ def test_bad_anchor_setting_is_explained(tmp_path, random_card):
                                                             stream_overrides={"passes": 0}))
     with pytest.raises(ModelError, match="passes"):
         session.start()
+
+
+def test_click_in_the_input_lands_at_its_frame_in_the_mp4(tmp_path, random_card):
+    wav = tmp_path / "click.wav"
+    pcm = np.zeros(int(2.0 * SR), np.float32)
+    pcm[int(1.2 * SR): int(1.2 * SR) + 80] = 0.9          # a click at 1.200 s = frame 30 at 25 fps
+    write_wav(wav, pcm)
+    out = tmp_path / "click.mp4"
+    session = Session(settings_no_devices(), SessionOptions(model=str(random_card), avatar_image=avatar(),
+                                                            audio_file=wav, record=out))
+    session.start()
+    assert session.wait(60)
+    import av
+    with av.open(str(out)) as c:
+        audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(c.streams.audio[0])])
+        rate = c.streams.audio[0].rate
+    with av.open(str(out)) as c:
+        times = [float(f.pts * f.time_base) for f in c.decode(c.streams.video[0])]
+    click_s = np.argmax(np.abs(audio)) / rate
+    frame_of_click = int(np.searchsorted(times, click_s, side="right") - 1)
+    assert frame_of_click == 30
