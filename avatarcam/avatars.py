@@ -1,0 +1,617 @@
+"""The avatar library on disk: one folder per avatar with its reference image, a thumbnail and a card.
+
+Layout: ``<data dir>/avatars/<slug>/{image.png, thumb.png, avatar.yaml}``. The data dir is
+``platformdirs.user_data_dir('avatarcam')``, or ``$AVATARCAM_HOME`` (tests, portable installs).
+
+Why square crops and not letterboxing: the reference image is the style anchor, i.e. frame zero of
+the video the model continues, so letterbox bars would become part of the avatar (and waste pixels
+the face needs). The face is the subject, so losing the edges of a wide or tall picture is cheap;
+for tall pictures the crop sits in the upper part, where heads are in portraits.
+
+Why the folder dance: every avatar is built in a private ``.tmp-*`` folder inside the library root
+and renamed into place, so a crash or a bad image never leaves half an avatar, and readers never
+need a lock. Name checks and renames are serialised by a lock file, so two processes adding at once
+cannot pick the same folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import time
+import unicodedata
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import yaml
+
+from avatarcam.errors import AvatarCamError, ConfigError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SIZE = 512          # canonical reference image: square, RGB
+THUMB_SIZE = 128          # gallery thumbnail
+MIN_SIDE = 128            # smaller pictures carry too little face to animate
+MAX_PIXELS = 40_000_000   # refuse larger images before decoding them (decompression bombs)
+MAX_NAME_LENGTH = 64
+IMAGE_FILE, THUMB_FILE, CARD_FILE = "image.png", "thumb.png", "avatar.yaml"
+LOCK_FILE = ".lock"
+LOCK_TIMEOUT_S = 15.0
+STALE_TEMP_S = 3600.0     # a .tmp-* folder this old is left over from a crash
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
+                     *(f"lpt{i}" for i in range(1, 10))}
+
+
+# ------------------------------------------------------------------------------------------ paths
+
+def data_dir() -> Path:
+    """Where AvatarCam keeps user data: ``$AVATARCAM_HOME`` if set, else the platform's data dir."""
+    home = os.environ.get("AVATARCAM_HOME", "").strip()
+    if home:
+        return Path(home).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("avatarcam"))
+
+
+def default_library_root() -> Path:
+    return data_dir() / "avatars"
+
+
+# ------------------------------------------------------------------------------------------ names
+
+def slugify(name: str) -> str:
+    """The folder name for a display name: lower case, letters/digits (any script), '-' and '_'."""
+    text = unicodedata.normalize("NFKC", str(name)).casefold()
+    out: list[str] = []
+    for ch in text:
+        if ch.isalnum() or ch in "-_":
+            out.append(ch)
+        elif out and out[-1] != "-":
+            out.append("-")
+    return "".join(out).strip("-_")
+
+
+def check_name(name: str) -> tuple[str, str]:
+    """Validate a display name; returns (clean name, slug) or raises ConfigError saying why."""
+    if not isinstance(name, str):
+        raise ConfigError(f"an avatar name must be text, got {type(name).__name__}")
+    clean = " ".join(name.split())
+    if not clean:
+        raise ConfigError("an avatar name cannot be empty")
+    if any(unicodedata.category(ch).startswith("C") for ch in clean):
+        raise ConfigError(f"avatar name {name!r} contains control characters")
+    if len(clean) > MAX_NAME_LENGTH:
+        raise ConfigError(f"avatar name is {len(clean)} characters long; the limit is {MAX_NAME_LENGTH}")
+    slug = slugify(clean)
+    if not slug:
+        raise ConfigError(f"avatar name {name!r} has no letters or digits; use letters, digits, spaces, '-' or '_'")
+    if slug in _WINDOWS_RESERVED:
+        raise ConfigError(f"avatar name {name!r} is reserved by Windows as a device name; choose another")
+    return clean, slug
+
+
+# ------------------------------------------------------------------------------------------ images
+
+def _fail(path: Path, problem: str) -> ConfigError:
+    return ConfigError(f"cannot use image '{path}': {problem}")
+
+
+def _apply_icc(img, path: Path):
+    """Convert an embedded colour profile to sRGB (phone photos in Display P3, CMYK print files)."""
+    icc = img.info.get("icc_profile")
+    if not icc or img.mode not in ("RGB", "CMYK"):
+        return img
+    try:
+        from PIL import ImageCms
+
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except Exception as e:  # a broken profile: the pixels are still usable without it
+        log.info("%s: ignoring its colour profile (%s)", path, e)
+        return img
+
+
+def _to_rgb(img, path: Path):
+    """Any Pillow mode -> 8-bit RGB; transparency is composited on white (what a viewer shows)."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img).astype(np.float64)
+        top = float(arr.max()) if arr.size else 0.0
+        if mode == "F" and top <= 1.0:
+            arr = arr * 255.0
+        elif top > 255.0:  # 16-bit samples
+            arr = arr / 257.0
+        img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
+        mode = "L"
+    if "A" in mode or mode in ("RGBa", "La") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    img = _apply_icc(img, path)
+    try:
+        return img.convert("RGB")
+    except ValueError as e:
+        raise _fail(path, f"its colour mode {mode} cannot be converted to RGB ({e})") from e
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from the file header alone, for messages about images Pillow refuses to open."""
+    from PIL import Image
+
+    Image.init()
+    try:
+        with open(path, "rb") as fp:
+            prefix = fp.read(16)
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                if accept is not None:
+                    ok = accept(prefix)
+                    if not ok or isinstance(ok, str):
+                        continue
+                fp.seek(0)
+                try:
+                    with factory(fp, str(path)) as im:
+                        return im.size
+                except Exception:
+                    continue
+    except OSError:
+        pass
+    return None
+
+
+def load_picture(path: str | Path, *, min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS,
+                 draft_size: int | None = IMAGE_SIZE):
+    """Open, check and decode an image file: an RGB Pillow image, EXIF orientation applied.
+
+    The size checks run on the header, before any pixel is decoded, so a decompression bomb costs
+    nothing. ``draft_size`` lets JPEG decode at a reduced scale that still covers it (much faster
+    for 40 MP photos). Every failure is a ConfigError naming the file and the problem.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "no such file" if not path.exists() else "it is not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except UnidentifiedImageError as e:
+        raise _fail(path, "it is not an image format Pillow can read (use PNG, JPEG, WebP, GIF, BMP or TIFF)") from e
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        size = _header_size(path)
+        dims = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
+        raise _fail(path, f"it is {dims}, too large to decode safely (a possible decompression bomb); "
+                          f"the limit is {max_pixels:,} pixels") from e
+    except OSError as e:
+        raise _fail(path, f"it cannot be opened ({e})") from e
+    with img:
+        fmt = img.format or path.suffix.lstrip(".").upper() or "image"
+        w, h = img.size
+        if w * h > max_pixels:
+            raise _fail(path, f"it is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,} pixels "
+                              "(scale it down first)")
+        if min(w, h) < min_side:
+            raise _fail(path, f"it is {w}x{h}; each side must be at least {min_side} px")
+        try:
+            if draft_size and fmt in ("JPEG", "MPO"):
+                img.draft("RGB", (draft_size, draft_size))
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(upright, path)
+            rgb.load()
+        except ConfigError:
+            raise
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, Image.DecompressionBombError) as e:
+            raise _fail(path, f"the {fmt} data is damaged or truncated ({e})") from e
+    return rgb
+
+
+def square_crop(img, size: int = IMAGE_SIZE):
+    """Crop the largest square (centred; upper part for tall pictures) and resize to ``size``."""
+    from PIL import Image
+
+    w, h = img.size
+    side = min(w, h)
+    left = (w - side) // 2
+    top = (h - side) // 4  # heads sit in the upper part of a portrait
+    box = (left, top, left + side, top + side)
+    return img.resize((size, size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+
+
+# ------------------------------------------------------------------------------------------ files
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # Windows cannot open folders; its renames are durable enough
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _save_png(img, path: Path) -> None:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    _write_atomic(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, timeout: float) -> Iterator[None]:
+    """An exclusive lock between processes (flock / msvcrt); also excludes threads of one process."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                if os.name == "nt":
+                    import msvcrt
+
+                    msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                else:
+                    import fcntl
+
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AvatarCamError(f"the avatar library is busy: another AvatarCam process holds {path} "
+                                         f"for more than {timeout:g} s; close it and try again") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                with contextlib.suppress(OSError):
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        finally:
+            os.close(fd)  # closing releases flock
+
+
+# ------------------------------------------------------------------------------------------ library
+
+@dataclass(frozen=True)
+class Avatar:
+    """One avatar as stored: what the picker shows and what the session needs."""
+
+    name: str
+    slug: str
+    folder: Path
+    prompt: str = ""
+    model: str | None = None    # None: the model from the settings (engine.model)
+    seed: int | None = None     # cartoon avatars: the identity seed that redraws them
+    source: str | None = None   # image avatars: the file they were made from
+    kind: str = "image"         # "image" or "cartoon"
+    created: str = ""           # ISO 8601, UTC
+
+    @property
+    def image_path(self) -> Path:
+        return self.folder / IMAGE_FILE
+
+    @property
+    def thumb_path(self) -> Path:
+        return self.folder / THUMB_FILE
+
+    def load_image(self) -> np.ndarray:
+        """The reference image as uint8 HxWx3 RGB."""
+        from PIL import Image
+
+        try:
+            with Image.open(self.image_path) as img:
+                return np.asarray(img.convert("RGB")).copy()
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"avatar {self.name!r}: its image {self.image_path} cannot be read ({e}); "
+                              "remove the avatar and add it again") from e
+
+    def card(self) -> dict:
+        return {"name": self.name, "prompt": self.prompt, "model": self.model, "seed": self.seed,
+                "source": self.source, "kind": self.kind, "created": self.created}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+class AvatarLibrary:
+    """The avatars under ``root`` (default: ``<data dir>/avatars``)."""
+
+    def __init__(self, root: str | Path | None = None, *, max_pixels: int = MAX_PIXELS,
+                 lock_timeout_s: float = LOCK_TIMEOUT_S):
+        self.root = Path(root).expanduser() if root is not None else default_library_root()
+        self.max_pixels = max_pixels
+        self.lock_timeout_s = lock_timeout_s
+
+    # -------------------------------------------------------------------------------- reading
+    def _read(self, folder: Path) -> Avatar:
+        data = yaml.safe_load((folder / CARD_FILE).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{CARD_FILE} is not a mapping")
+        seed = data.get("seed")
+        return Avatar(name=str(data.get("name") or folder.name), slug=folder.name, folder=folder,
+                      prompt=str(data.get("prompt") or ""), model=data.get("model") or None,
+                      seed=int(seed) if seed is not None else None, source=data.get("source"),
+                      kind=str(data.get("kind") or "image"), created=str(data.get("created") or ""))
+
+    def list(self) -> list[Avatar]:
+        """Every complete avatar, sorted by name; a damaged folder is logged and skipped."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for folder in self.root.iterdir():
+            if folder.name.startswith(".") or not folder.is_dir():
+                continue
+            try:
+                avatar = self._read(folder)
+            except FileNotFoundError:
+                continue  # removed while we looked, or not an avatar folder
+            except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
+                log.warning("skipping damaged avatar folder %s: %s", folder, e)
+                continue
+            if avatar.image_path.is_file():
+                out.append(avatar)
+        return sorted(out, key=lambda a: (a.name.casefold(), a.slug))
+
+    def _find(self, name: str) -> Avatar | None:
+        try:
+            _, slug = check_name(name)
+        except ConfigError:
+            return None
+        folder = self.root / slug
+        if (folder / CARD_FILE).is_file():
+            with contextlib.suppress(OSError, ValueError, TypeError, yaml.YAMLError):
+                return self._read(folder)
+        wanted = " ".join(name.split()).casefold()
+        for avatar in self.list():
+            if avatar.name.casefold() == wanted:
+                return avatar
+        return None
+
+    def get(self, name: str) -> Avatar:
+        """An avatar by display name or folder name (case-insensitive); ConfigError if there is none."""
+        avatar = self._find(name)
+        if avatar is None:
+            names = ", ".join(repr(a.name) for a in self.list()) or "none yet"
+            raise ConfigError(f"no avatar named {name!r}. Avatars: {names} (`avatarcam avatars list`)")
+        return avatar
+
+    def __contains__(self, name: str) -> bool:
+        return self._find(name) is not None
+
+    # -------------------------------------------------------------------------------- writing
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self.root / LOCK_FILE, self.lock_timeout_s):
+            yield
+
+    def _taken(self, slug: str) -> Avatar | None:
+        """The avatar already using ``slug`` (as its folder, or as the slug of its display name)."""
+        if (self.root / slug).exists():
+            with contextlib.suppress(OSError, ValueError, TypeError, yaml.YAMLError):
+                return self._read(self.root / slug)
+            return Avatar(name=slug, slug=slug, folder=self.root / slug)
+        for avatar in self.list():
+            if slugify(avatar.name) == slug:
+                return avatar
+        return None
+
+    def _exists_error(self, name: str, other: Avatar) -> ConfigError:
+        return ConfigError(f"an avatar named {other.name!r} already exists, so {name!r} cannot be used "
+                           "(names must differ in more than case or punctuation); choose another name")
+
+    def _pick_name(self, name: str | None, fallback: str) -> tuple[str, str]:
+        """(name, slug) that is free now; called under the lock. Automatic names get a number."""
+        if name is not None:
+            clean, slug = check_name(name)
+            other = self._taken(slug)
+            if other is not None:
+                raise self._exists_error(clean, other)
+            return clean, slug
+        try:
+            base, _ = check_name(fallback[:MAX_NAME_LENGTH - 4])
+        except ConfigError:
+            base = "Avatar"
+        for n in range(1, 10_000):
+            clean = base if n == 1 else f"{base} {n}"
+            clean, slug = check_name(clean)
+            if self._taken(slug) is None:
+                return clean, slug
+        raise AvatarCamError(f"too many avatars named {base!r}")
+
+    def _sweep_stale(self) -> None:
+        """Remove build/trash folders left by a crashed process (never a young one: it may be in use)."""
+        now = time.time()
+        for entry in self.root.glob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > STALE_TEMP_S:
+                    shutil.rmtree(entry, ignore_errors=True)
+        for entry in self.root.glob(".trash-*"):
+            shutil.rmtree(entry, ignore_errors=True)
+
+    def _create(self, img, name: str | None, fallback: str, fields: dict) -> Avatar:
+        """Build the avatar in a private folder, then pick its name and rename it into place."""
+        with _disk_errors(f"create the avatar library folder {self.root}"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            build = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        try:
+            if name is not None:
+                check_name(name)  # fail before the image work
+            square = square_crop(img, IMAGE_SIZE)
+            with _disk_errors("save the avatar"):
+                _save_png(square, build / IMAGE_FILE)
+                _save_png(square.resize((THUMB_SIZE, THUMB_SIZE), _lanczos()), build / THUMB_FILE)
+                with self._locked():
+                    self._sweep_stale()
+                    clean, slug = self._pick_name(name, fallback)
+                    avatar = Avatar(name=clean, slug=slug, folder=self.root / slug, created=_now(), **fields)
+                    self._write_card(build, avatar)
+                    os.replace(build, avatar.folder)
+                    _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        log.info("added avatar %r in %s", avatar.name, avatar.folder)
+        return avatar
+
+    @staticmethod
+    def _write_card(folder: Path, avatar: Avatar) -> None:
+        text = yaml.safe_dump(avatar.card(), sort_keys=False, allow_unicode=True)
+        _write_atomic(folder / CARD_FILE, text.encode("utf-8"))
+
+    def add_image(self, path: str | Path, name: str | None = None, prompt: str = "") -> Avatar:
+        """A new avatar from a picture; the name defaults to the file name (numbered if taken)."""
+        path = Path(path)
+        if name is not None:
+            check_name(name)  # before decoding a large picture
+        img = load_picture(path, max_pixels=self.max_pixels)
+        return self._create(img, name, path.stem.replace("_", " "),
+                            {"prompt": str(prompt), "source": str(path.resolve()), "kind": "image"})
+
+    def new_cartoon(self, seed: int | None = None, name: str | None = None, prompt: str = "") -> Avatar:
+        """A new cartoon avatar drawn by the toon generator; a random seed is drawn and recorded."""
+        from PIL import Image
+
+        from engine.train.toon.identity import random_identity, render_portrait
+
+        if seed is None:
+            seed = secrets.randbelow(2**31)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"a cartoon seed must be a non-negative integer, got {seed!r}")
+        if name is not None:
+            check_name(name)
+        pixels = render_portrait(random_identity(seed), IMAGE_SIZE)
+        img = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
+        return self._create(img, name, f"Toon {seed}", {"prompt": str(prompt), "seed": seed, "kind": "cartoon"})
+
+    def remove(self, name: str) -> None:
+        """Delete an avatar: it disappears in one rename, then its files are deleted."""
+        with self._locked():
+            avatar = self.get(name)
+            trash = self.root / f".trash-{secrets.token_hex(6)}"
+            with _disk_errors(f"remove avatar {avatar.name!r}"):
+                os.replace(avatar.folder, trash)
+            _fsync_dir(self.root)
+        shutil.rmtree(trash, ignore_errors=True)
+        log.info("removed avatar %r", avatar.name)
+
+    def rename(self, old: str, new: str) -> Avatar:
+        with self._locked():
+            avatar = self.get(old)
+            clean, slug = check_name(new)
+            other = self._taken(slug)
+            if other is not None and other.slug != avatar.slug:
+                raise self._exists_error(clean, other)
+            renamed = replace(avatar, name=clean, slug=slug, folder=self.root / slug)
+            with _disk_errors(f"rename avatar {avatar.name!r}"):
+                if slug != avatar.slug:
+                    os.replace(avatar.folder, renamed.folder)
+                try:
+                    self._write_card(renamed.folder, renamed)
+                except BaseException:
+                    if slug != avatar.slug:  # put the folder back: name and folder must agree
+                        os.replace(renamed.folder, avatar.folder)
+                    raise
+                _fsync_dir(self.root)
+        log.info("renamed avatar %r to %r", avatar.name, clean)
+        return renamed
+
+    def _update(self, name: str, **changes) -> Avatar:
+        with self._locked():
+            avatar = replace(self.get(name), **changes)
+            with _disk_errors(f"update avatar {avatar.name!r}"):
+                self._write_card(avatar.folder, avatar)
+        return avatar
+
+    def set_prompt(self, name: str, prompt: str) -> Avatar:
+        return self._update(name, prompt=str(prompt or ""))
+
+    def set_model(self, name: str, model: str | None) -> Avatar:
+        """Pin an avatar to a model (a shipped name or a card folder); None follows the settings."""
+        return self._update(name, model=str(model) if model else None)
+
+    def default(self, current: str | None = None) -> Avatar:
+        """The avatar to use: ``current`` if it exists, else the first; an empty library gets one."""
+        if current:
+            found = self._find(current)
+            if found is not None:
+                return found
+            log.warning("avatar %r (avatar.current) is not in the library; using another", current)
+        avatars = self.list()
+        if avatars:
+            return avatars[0]
+        from avatarcam.data import DEFAULT_AVATAR_PNG
+
+        try:
+            if DEFAULT_AVATAR_PNG.is_file():
+                return self.add_image(DEFAULT_AVATAR_PNG, name="Default")
+            return self.new_cartoon(seed=0, name="Default")
+        except ConfigError:
+            found = self._find("Default")  # another process made it at the same moment
+            if found is None:
+                raise
+            return found
+
+
+@contextlib.contextmanager
+def _disk_errors(what: str) -> Iterator[None]:
+    """Disk full, permissions, a file held open by another program (Windows): a message, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise AvatarCamError(f"cannot {what}: {e.strerror or e} ({e.filename or 'avatar library'})") from e
+
+
+def _lanczos():
+    from PIL import Image
+
+    return Image.Resampling.LANCZOS
+
+
+# ------------------------------------------------------------------------------------------ text
+
+def format_avatars(avatars: list[Avatar], current: str | None = None) -> str:
+    """A terminal table: current marker, name, kind with its seed or source, model, prompt."""
+    if not avatars:
+        return "No avatars yet: `avatarcam avatars new` draws a cartoon, `avatarcam avatars add FILE` adds a picture."
+    cur = slugify(current) if current else None
+    rows = []
+    for a in avatars:
+        origin = f"seed {a.seed}" if a.kind == "cartoon" else Path(a.source).name if a.source else ""
+        mark = "*" if cur is not None and (a.slug == cur or slugify(a.name) == cur) else " "
+        rows.append((mark, a.name, f"{a.kind} ({origin})" if origin else a.kind, a.model or "-",
+                     a.prompt or ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join(f"{r[0]} {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:<{widths[3]}}  {r[4]}".rstrip()
+                     for r in rows)
