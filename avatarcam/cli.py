@@ -139,8 +139,15 @@ class _Progress:
             self.bar.close()
 
 
+def _quiet_device_logs(args) -> None:
+    """The report already says when no sound server answers: no duplicate log warnings."""
+    if not args.debug:
+        logging.getLogger("avatarcam.audio").setLevel(logging.ERROR)
+
+
 def cmd_devices(args) -> int:
     from .doctor import devices_report, format_devices
+    _quiet_device_logs(args)
     report = devices_report()
     print(json.dumps(report, indent=2, default=str) if args.json else format_devices(report))
     return 0
@@ -148,6 +155,7 @@ def cmd_devices(args) -> int:
 
 def cmd_doctor(args) -> int:
     from .doctor import format_checks, run_checks
+    _quiet_device_logs(args)
     checks = run_checks(_settings(args), model=args.model)
     print(format_checks(checks))
     return 1 if any(c.ok is False for c in checks) and args.strict else 0
