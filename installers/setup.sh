@@ -16,7 +16,8 @@ apt_pkgs=(libportaudio2 ffmpeg espeak-ng)
 if [ "$dev" = 1 ]; then
   # real parts the tests drive: PulseAudio mic, OBS under Xvfb, a tray host, Qt's xcb/offscreen deps
   apt_pkgs+=(sox pulseaudio pulseaudio-utils xvfb obs-studio trayer x11-utils imagemagick
-             libxcb-cursor0 libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 shellcheck)
+             libxcb-cursor0 libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 shellcheck
+             desktop-file-utils)
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
