@@ -77,15 +77,62 @@ def build_audio_encoder(card: ModelCard, fps: float):
         return LogMelEncoder(sample_rate=SAMPLE_RATE, fps=fps, **spec)
     if kind == "wav2vec2":
         from .wav2vec import Wav2VecFeatures
-        return Wav2VecFeatures(card.path(spec.pop("path")), fps=fps, **spec)
+        if "path" not in spec:
+            raise CheckpointError(f"model '{card.name}': the wav2vec2 audio encoder needs `path:` in the card")
+        # samples per frame must be a whole number: pass 25, not 25.0
+        return Wav2VecFeatures(card.path(spec.pop("path")), fps=int(fps) if float(fps).is_integer() else fps, **spec)
     raise CheckpointError(f"model '{card.name}': unknown audio encoder '{kind}' (known: logmel, wav2vec2)")
+
+
+class WanDecoder:
+    """The Wan2.1 VAE (paper model): causal in time, so the stream keeps its cache between blocks.
+
+    `reset` decodes the reference latent first, as the authors' video starts with it: the causal
+    cache then holds the reference frame when the first generated block arrives, and every latent
+    frame after it decodes to `temporal_factor` (4) video frames.
+    """
+
+    def __init__(self, card: ModelCard, device: str | torch.device):
+        from .paper import vae_config
+        from .wan_vae import StreamingDecoder, load_wan_vae
+        self.device = torch.device(device)
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        path = card.path(card.decoder.get("weights", "Wan2.1_VAE.pth"))
+        if not path.is_file():
+            raise CheckpointError(f"model '{card.name}': Wan VAE weights missing at {path}")
+        try:
+            self.vae = load_wan_vae(path, vae_config(card), self.device, self.dtype)
+        except ValueError as exc:
+            raise CheckpointError(f"model '{card.name}': {exc}") from exc
+        self.stream = StreamingDecoder(self.vae)
+        self.width, self.height = card.width, card.height
+
+    @torch.no_grad()
+    def encode_image(self, image: np.ndarray) -> torch.Tensor:
+        """uint8 HxWx3 -> normalised latent (C, h, w) of a one-frame video."""
+        pixels = torch.from_numpy(np.ascontiguousarray(fit_image(image, self.width, self.height)))
+        video = (pixels.permute(2, 0, 1).float() / 127.5 - 1.0)[None, None]
+        return self.vae.encode(video.to(self.device, self.dtype))[0, 0].float()
+
+    def reset(self, reference_latent: torch.Tensor) -> None:
+        self.stream.reset()
+        self.stream.decode(reference_latent.reshape(1, 1, *reference_latent.shape[-3:]).to(self.device, self.dtype))
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """(F, C, h, w) latents -> uint8 (temporal_factor * F, H, W, 3), truncated like the authors' writer."""
+        frames = self.stream.decode(latents.reshape(1, -1, *latents.shape[-3:]).to(self.device, self.dtype))[0]
+        pixels = ((frames.float() + 1.0) * 127.5).clamp_(0, 255).to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def build_decoder(card: ModelCard, device: str | torch.device) -> FrameDecoder:
     kind = card.decoder.get("kind", "toon")
     if kind == "toon":
         return ToonDecoder(card, device)
-    raise CheckpointError(f"model '{card.name}': decoder '{kind}' is not available in this build (known: toon)")
+    if kind == "wan":
+        return WanDecoder(card, device)
+    raise CheckpointError(f"model '{card.name}': decoder '{kind}' is not available in this build (known: toon, wan)")
 
 
 def resolve_card(model: str | Path | None) -> ModelCard:
@@ -150,8 +197,14 @@ class AvatarStream:
         return self.block_seconds * (1 + self.sampler.latency_blocks) + look
 
     # -- streaming -------------------------------------------------------------------------------
-    def start(self, image: np.ndarray, text_context: torch.Tensor | None = None) -> np.ndarray:
-        """Encode the avatar image as the style anchor; returns the image as the model sees it."""
+    def start(self, image: np.ndarray, text_context: torch.Tensor | None = None, prompt: str | None = None) -> np.ndarray:
+        """Encode the avatar image as the style anchor; returns the image as the model sees it.
+
+        A model with text cross-attention needs a context: `text_context` as given, or the
+        embedding of `prompt` (default "") from the card's prompt cache.
+        """
+        if self.card.model.has_text and text_context is None:
+            text_context = self._prompt_embedding(prompt or "")[None]
         fitted = fit_image(image, *self.size)
         ref = self.decoder.encode_image(fitted)
         self.sampler.start(ref, text_context)
@@ -160,6 +213,27 @@ class AvatarStream:
         self._features = torch.zeros(0, self.card.model.audio_dim)
         self.frames_out = 0
         return fitted
+
+    def _prompt_embedding(self, prompt: str) -> torch.Tensor:
+        """(text_len, text_dim) from the card's PromptCache; umT5 is loaded (then freed) only on a miss."""
+        from .paper import text_spec
+        from .text_encoder import HFTextEncoder, PromptCache
+        spec = text_spec(self.card)
+        if spec is None:
+            raise CheckpointError(f"model '{self.card.name}' needs a text prompt encoder but its card names none; "
+                                  "re-import it with `avatarcam models import`")
+        cache = PromptCache(self.card.path(spec.get("cache_dir", "prompt_cache")))
+        encoder = None
+        if spec.get("model_dir"):
+            encoder = HFTextEncoder(self.card.path(spec["model_dir"]),
+                                    self.card.path(spec["tokenizer_dir"]) if spec.get("tokenizer_dir") else None,
+                                    device=self.device, encoder_id=spec.get("encoder_id"))
+        key = encoder.encoder_id if encoder is not None else spec.get("encoder_id", "")
+        try:
+            return cache.get(prompt, key, encoder)
+        except KeyError as exc:
+            raise CheckpointError(f"model '{self.card.name}': prompt {prompt!r} is not in the prompt cache and the "
+                                  "card has no HF-format umT5 encoder to encode it (import with --t5 DIR)") from exc
 
     def push_audio(self, pcm: np.ndarray) -> list[np.ndarray]:
         """Add audio; returns the frames of every block that became clean (maybe none)."""

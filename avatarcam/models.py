@@ -1,0 +1,111 @@
+"""`avatarcam models import | list | verify`: the model library (shipped cards + imported ones).
+
+Shipped models live in the package (`engine/models/<name>`); imported ones in the user's data dir
+(`$AVATARCAM_HOME/models` or `platformdirs.user_data_dir('avatarcam')/models`). The functions
+here return data; `format_*` turn it into the text the CLI prints. Errors are `ModelError`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+def models_dir() -> Path:
+    """Where imported models go: ``$AVATARCAM_HOME/models`` if set, else the platform data dir."""
+    home = os.environ.get("AVATARCAM_HOME", "").strip()
+    if home:
+        return Path(home).expanduser() / "models"
+    import platformdirs
+    return Path(platformdirs.user_data_dir("avatarcam")) / "models"
+
+
+def shipped_dir() -> Path:
+    from engine.stream import MODELS_DIR
+    return MODELS_DIR
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    source: str            # "shipped" | "imported"
+    path: Path
+    description: str = ""
+    size: str = ""         # "832x480 @ 25 fps"
+    error: str = ""        # why the card could not be read
+
+
+def _entry(folder: Path, source: str) -> ModelEntry:
+    from engine.checkpoints import CheckpointError, load_card
+    try:
+        card = load_card(folder)
+    except CheckpointError as exc:
+        return ModelEntry(folder.name, source, folder, error=str(exc).splitlines()[0])
+    return ModelEntry(card.name, source, folder, card.description,
+                      f"{card.width}x{card.height} @ {card.fps:g} fps")
+
+
+def list_models(imported_root: Path | None = None, shipped_root: Path | None = None) -> list[ModelEntry]:
+    """Every model card: shipped first, then imported, each sorted by folder name."""
+    out: list[ModelEntry] = []
+    for source, root in (("shipped", shipped_root or shipped_dir()), ("imported", imported_root or models_dir())):
+        if root.is_dir():
+            out += [_entry(p, source) for p in sorted(root.iterdir()) if (p / "model.yaml").is_file()]
+    return out
+
+
+def resolve_model(name: str, imported_root: Path | None = None) -> Path:
+    """A model folder by name (imported wins over shipped) or by path."""
+    candidate = Path(name).expanduser()
+    if (candidate / "model.yaml").is_file() or (candidate.is_file() and candidate.name == "model.yaml"):
+        return candidate
+    for root in (imported_root or models_dir(), shipped_dir()):
+        if (root / name / "model.yaml").is_file():
+            return root / name
+    known = sorted({e.name for e in list_models(imported_root)})
+    raise ModelError(f"no model named '{name}'; known: {', '.join(known) or 'none'} "
+                     "(import the paper model with `avatarcam models import`)")
+
+
+def import_model(dit: str, wan: str, wav2vec: str, name: str | None = None, copy: bool = False,
+                 config: str = "paper", t5: str | None = None, imported_root: Path | None = None):
+    """Verify the downloads and write a card; returns (folder, report). ModelError lists every problem."""
+    from engine.checkpoints import CheckpointError
+    from engine.paper import PRESETS, PaperFiles, import_paper
+    if config not in PRESETS:
+        raise ConfigError(f"--config must be one of {', '.join(sorted(PRESETS))}; got '{config}'")
+    files = PaperFiles(dit=Path(dit), wan_dir=Path(wan), wav2vec_dir=Path(wav2vec), t5_dir=Path(t5) if t5 else None)
+    try:
+        return import_paper(files, imported_root or models_dir(), name=name, preset=config, copy=copy)
+    except CheckpointError as exc:
+        raise ModelError(str(exc)) from exc
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def verify_model(name: str, imported_root: Path | None = None):
+    """Re-check a card's files; returns the report (report.ok tells the outcome)."""
+    from engine.paper import verify_card
+    return verify_card(resolve_model(name, imported_root))
+
+
+# -- text for the CLI -------------------------------------------------------------------------------
+def format_list(entries: list[ModelEntry]) -> str:
+    if not entries:
+        return "no models"
+    width = max(len(e.name) for e in entries)
+    lines = []
+    for e in entries:
+        detail = f"UNREADABLE: {e.error}" if e.error else f"{e.size}  {e.description}".strip()
+        lines.append(f"{e.name:<{width}}  {e.source:<8}  {detail}  [{e.path}]")
+    return "\n".join(lines)
+
+
+def format_report(report, title: str) -> str:
+    verdict = "OK" if report.ok else "FAILED"
+    return f"{title}: {verdict}\n{report.text()}"
