@@ -1,0 +1,243 @@
+"""The app's one brain: settings, the avatar library and the Session, shared by window and tray.
+
+Why a controller: the tray menu and the window both start/stop the stream and switch avatars; one
+object owns the Session so they can never disagree about what is running. Slow calls (model load,
+stop) run on worker threads; everything this object emits arrives on the Qt thread.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from avatarcam.avatars import Avatar, AvatarLibrary
+from avatarcam.config import Settings, load_settings, save_settings
+from avatarcam.errors import AvatarCamError, ConfigError, DeviceError, ModelError
+from avatarcam.session import Session, SessionOptions, SessionStats
+
+from . import estimates
+from .workers import Runner, SessionBridge
+
+log = logging.getLogger(__name__)
+
+BUSY_STATES = ("starting", "stopping")
+
+
+def friendly(exc: BaseException | str) -> str:
+    """A message for a banner: user errors as written, anything else without the Python noise."""
+    if isinstance(exc, AvatarCamError):
+        return str(exc)
+    text = str(exc)
+    for prefix in ("AvatarCamError: ", "ConfigError: ", "DeviceError: ", "ModelError: "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    if isinstance(exc, BaseException):
+        text = f"{type(exc).__name__}: {exc}"
+    return f"The stream stopped because of an unexpected problem ({text}). The log has the details."
+
+
+def fix_page(exc: BaseException | str) -> str | None:
+    """Which page fixes this error (the banner offers a button to open it)."""
+    text = str(exc)
+    low = text.lower()
+    if isinstance(exc, DeviceError) or text.startswith("DeviceError") or "microphone" in low or "camera" in low:
+        return "obs" if "OBS" in text else "devices"
+    if "anchor/stream settings" in text:
+        return "anchors"
+    if isinstance(exc, ModelError) or text.startswith("ModelError") or "model" in text.lower():
+        return "avatars"
+    if isinstance(exc, ConfigError) and ("audio" in text or "record" in text):
+        return "devices"
+    return None
+
+
+class AppController(QObject):
+    state_changed = Signal(str)            # idle | starting | live | stopping | error
+    stats_changed = Signal(object)         # SessionStats
+    message = Signal(str, str, object)     # level (error|warning|info), text, page to fix it (or None)
+    settings_changed = Signal()
+    avatars_changed = Signal()
+
+    def __init__(self, settings: Settings | None = None, settings_path: str | Path | None = None,
+                 library: AvatarLibrary | None = None, audio_file: str | Path | None = None,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.settings_path = Path(settings_path) if settings_path is not None else None
+        self.settings = settings if settings is not None else load_settings(self.settings_path)
+        self.library = library if library is not None else AvatarLibrary()
+        self.audio_file: Path | None = Path(audio_file) if audio_file else None
+        self.runner = Runner(self)
+        self.bridge = SessionBridge(self)
+        self.session: Session | None = None
+        self.state = "idle"
+        self.last_error: str | None = None
+        self.last_stats = SessionStats()
+        self.bridge.state.connect(self._on_session_state)
+        self.bridge.stats.connect(self._on_stats)
+        self.bridge.warning.connect(lambda text: self.message.emit("warning", friendly(text), fix_page(text)))
+        self.bridge.error.connect(self._on_session_error)
+
+    # -- settings ------------------------------------------------------------------------------
+    def save(self) -> bool:
+        """Write the settings file; a bad value becomes a banner, never an exception."""
+        try:
+            path = save_settings(self.settings, self.settings_path)
+        except AvatarCamError as exc:
+            self.message.emit("error", f"Settings not saved: {exc}", None)
+            return False
+        except OSError as exc:
+            self.message.emit("error", f"Settings not saved: cannot write {self.settings_path}: {exc}", None)
+            return False
+        log.debug("settings saved to %s", path)
+        self.settings_changed.emit()
+        return True
+
+    # -- avatars -------------------------------------------------------------------------------
+    def current_avatar(self) -> Avatar | None:
+        current = self.settings.avatar.current
+        if current:
+            try:
+                return self.library.get(current)
+            except AvatarCamError:
+                pass
+        avatars = self.library.list()
+        return avatars[0] if avatars else None
+
+    def use_avatar(self, name: str) -> None:
+        """Make ``name`` the current avatar; a running stream switches to it at once."""
+        try:
+            avatar = self.library.get(name)
+        except AvatarCamError as exc:
+            self.message.emit("error", str(exc), "avatars")
+            return
+        self.settings.avatar.current = avatar.name
+        self.save()
+        if self.session is not None and self.session.running:
+            try:
+                self.session.switch_avatar(avatar.load_image())
+            except Exception as exc:  # unreadable image file: say so, keep streaming the old one
+                self.message.emit("error", f"Could not switch to {avatar.name!r}: {exc}", "avatars")
+                return
+            self.message.emit("info", f"Switched to {avatar.name}.", None)
+        self.avatars_changed.emit()
+
+    def model_name(self) -> str:
+        avatar = self.current_avatar()
+        return (avatar.model if avatar is not None and avatar.model else None) or self.settings.engine.model
+
+    # -- stream options ------------------------------------------------------------------------
+    def stream_overrides(self) -> dict:
+        """Anchor switches from the settings plus B/L/N from the preset (only what differs from the card)."""
+        a = self.settings.anchors
+        out = {"style_anchor": a.style_anchor, "rope_reindex": a.rope_reindex,
+               "anchor_audio_zero": a.anchor_audio_zero, "temporal_frames": a.temporal_frames}
+        try:
+            facts = estimates.card_facts(self.model_name())
+        except ModelError:
+            return out  # the session reports the missing model itself, with its own message
+        out.update(estimates.stream_fields(facts, estimates.active_choice(self.settings, facts)))
+        return out
+
+    def build_options(self) -> SessionOptions:
+        s = self.settings
+        record = Path(s.output.record).expanduser() if s.output.record else None
+        return SessionOptions(model=self.model_name(), audio_file=self.audio_file, record=record,
+                              device=s.engine.device, stream_overrides=self.stream_overrides(), preview=True,
+                              realtime=True)
+
+    # -- start / stop --------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.state in BUSY_STATES
+
+    @property
+    def live(self) -> bool:
+        return self.state == "live"
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_changed.emit(state)
+
+    def toggle(self) -> None:
+        if self.state in ("live",):
+            self.stop()
+        elif self.state in ("idle", "error"):
+            self.start()
+
+    def start(self) -> None:
+        if self.busy or self.live:
+            return
+        self.last_error = None
+        self._set_state("starting")
+        try:
+            options = self.build_options()
+        except AvatarCamError as exc:
+            self._fail(exc)
+            return
+        avatar = self.current_avatar()
+        session = Session(copy.deepcopy(self.settings), options)
+        session.on_event(self.bridge.handle)
+        self.session = session
+
+        def work() -> None:
+            if options.device == "auto":
+                import torch
+                options.device = "cuda" if torch.cuda.is_available() else "cpu"
+            if avatar is not None:
+                options.avatar_image = avatar.load_image()
+            session.start()
+
+        self.runner.run(work, on_done=lambda _: self._started(session), on_error=self._fail, name="ui-start")
+
+    def _started(self, session: Session) -> None:
+        if session is self.session and session.running:
+            self._set_state("live")
+            self.message.emit("clear", "", None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not isinstance(exc, AvatarCamError):
+            log.error("starting the stream failed", exc_info=exc)
+        self.last_error = friendly(exc)
+        self._set_state("error")
+        self.message.emit("error", self.last_error, fix_page(exc))
+
+    def stop(self) -> None:
+        session = self.session
+        if session is None or not session.running or self.state == "stopping":
+            return
+        self._set_state("stopping")
+
+        def done(_=None) -> None:
+            if session.running:
+                self.message.emit("warning", "The stream is taking long to stop; it will finish in the background.",
+                                  None)
+            if self.state == "stopping":
+                self._set_state("error" if session.error else "idle")
+
+        self.runner.run(session.stop, on_done=done, on_error=lambda e: done(), name="ui-stop")
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the stream and wait (quitting the app)."""
+        if self.session is not None and self.session.running:
+            self.session.stop(timeout)
+        self.runner.join(timeout)
+
+    # -- session events (on the Qt thread) -----------------------------------------------------
+    def _on_session_state(self, state: str) -> None:
+        if state == "live" and self.state == "starting":
+            return  # the start worker confirms once start() has returned
+        if state == "stopped" and self.state in ("live", "stopping"):
+            self._set_state("idle")
+        elif state == "error" and self.state in ("live", "stopping"):
+            self._set_state("error")
+
+    def _on_session_error(self, text: str) -> None:
+        self.last_error = friendly(text)
+        self.message.emit("error", self.last_error, fix_page(text))
+
+    def _on_stats(self, stats: SessionStats) -> None:
+        self.last_stats = stats
+        self.stats_changed.emit(stats)
