@@ -210,6 +210,21 @@ def cmd_settings(args) -> int:
     return 0
 
 
+def cmd_models(args) -> int:
+    from .models import format_list, format_report, import_model, list_models, verify_model
+    if args.models_cmd == "list":
+        print(format_list(list_models()))
+        return 0
+    if args.models_cmd == "import":
+        folder, report = import_model(args.dit, args.wan, args.wav2vec, name=args.name, copy=args.copy,
+                                      config=args.config, t5=args.t5)
+        print(format_report(report, f"imported {folder}"))
+        return 0
+    report = verify_model(args.name)
+    print(format_report(report, args.name))
+    return 0 if report.ok else 2
+
+
 def cmd_tray(args) -> int:
     try:
         from ui.app import main as ui_main
@@ -292,6 +307,21 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("action", choices=["show", "path", "set"])
     st.add_argument("--set", action="append", metavar="KEY=VALUE")
     st.set_defaults(func=cmd_settings)
+
+    m = sub.add_parser("models", help="list, import and verify models")
+    ms = m.add_subparsers(dest="models_cmd", metavar="ACTION", required=True)
+    ms.add_parser("list", help="shipped and imported models")
+    imp = ms.add_parser("import", help="import the paper model (AvatarForcing 1.3B) from your downloads")
+    imp.add_argument("--dit", required=True, help="AvatarForcing checkpoints/model.pt")
+    imp.add_argument("--wan", required=True, help="Wan2.1-T2V-1.3B folder (VAE, umT5, tokenizer)")
+    imp.add_argument("--wav2vec", required=True, help="wav2vec2-base-960h folder")
+    imp.add_argument("--t5", help="HF-format umT5 encoder folder (needed to encode new prompts)")
+    imp.add_argument("--name")
+    imp.add_argument("--copy", action="store_true", help="copy the files (GBs) into the model folder")
+    imp.add_argument("--config", choices=["paper", "tiny"], default="paper")
+    ver = ms.add_parser("verify", help="re-check a model's files")
+    ver.add_argument("name")
+    m.set_defaults(func=cmd_models)
 
     tray = sub.add_parser("tray", help="start the desktop app (tray icon + window)")
     tray.set_defaults(func=cmd_tray)

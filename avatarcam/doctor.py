@@ -29,7 +29,6 @@ IMPORT_TIMEOUT_S = 30.0     # importing torch from a cold disk can take a while
 OBS_TIMEOUT_S = 1.5         # connect timeout for the OBS check
 MIN_PYTHON = (3, 10)
 MIN_TORCH = (2, 3)
-SHIPPED_MODELS_DIR = Path(__file__).resolve().parent.parent / "engine" / "models"
 _REINSTALL = ("the AvatarCam installation is incomplete: reinstall it (pip install --force-reinstall avatarcam, "
               "or `pip install -e .` in a source checkout)")
 _FILE_KEYS = ("weights", "path", "file", "dir", "folder")
@@ -312,19 +311,6 @@ def check_obs(settings: Settings, timeout_s: float = OBS_TIMEOUT_S) -> Check:
 
 # ------------------------------------------------------------------------------------------ model
 
-def resolve_model(model: str, models_dir: Path | None = None) -> tuple[Path, bool]:
-    """(card folder, shipped?) for a shipped model name (``toon``) or a path to a card folder."""
-    models_dir = SHIPPED_MODELS_DIR if models_dir is None else Path(models_dir)
-    text = str(model).strip()
-    path = Path(text).expanduser()
-    if path.is_absolute() or "/" in text or "\\" in text or text.startswith((".", "~")):
-        return path, False
-    shipped = models_dir / text  # a bare name is a shipped model, unless only a local folder has it
-    if not shipped.exists() and path.is_dir():
-        return path, False
-    return shipped, True
-
-
 def _card_files(card) -> list[Path]:
     """Every file the card names: its weights plus paths under the audio/decoder sections."""
     files = [card.path(card.weights)]
@@ -347,7 +333,9 @@ def _card_files(card) -> list[Path]:
 
 def check_model(model: str, models_dir: Path | None = None) -> Check:
     """The card loads and every weight file it names exists (safetensors headers are read, not the weights)."""
-    folder, shipped = resolve_model(model, models_dir)
+    from .models import locate_model
+    folder, source = locate_model(model, shipped_root=models_dir)
+    shipped = source == "shipped"
     if not folder.exists():
         if shipped:
             return Check(MODEL, False, f"the shipped model {model!r} is missing ({folder} does not exist)", _REINSTALL)

@@ -59,17 +59,33 @@ def list_models(imported_root: Path | None = None, shipped_root: Path | None = N
     return out
 
 
+def locate_model(name: str, imported_root: Path | None = None,
+                 shipped_root: Path | None = None) -> tuple[Path, str]:
+    """Where a model name points: (folder, "path" | "imported" | "shipped"); the folder may not exist.
+
+    A path (or anything holding model.yaml) is taken as it is; a bare name is looked up among the
+    imported models first, then the shipped ones.
+    """
+    text = str(name).strip()
+    candidate = Path(text).expanduser()
+    if (candidate / "model.yaml").is_file() or (candidate.is_file() and candidate.name == "model.yaml") \
+            or candidate.is_absolute() or "/" in text or "\\" in text or text.startswith((".", "~")):
+        return candidate, "path"
+    shipped = (shipped_root or shipped_dir()) / text
+    for source, root in (("imported", imported_root or models_dir()), ("shipped", shipped.parent)):
+        if (root / text / "model.yaml").is_file():
+            return root / text, source
+    return shipped, "shipped"
+
+
 def resolve_model(name: str, imported_root: Path | None = None) -> Path:
-    """A model folder by name (imported wins over shipped) or by path."""
-    candidate = Path(name).expanduser()
-    if (candidate / "model.yaml").is_file() or (candidate.is_file() and candidate.name == "model.yaml"):
-        return candidate
-    for root in (imported_root or models_dir(), shipped_dir()):
-        if (root / name / "model.yaml").is_file():
-            return root / name
+    """A model folder by name (imported wins over shipped) or by path; ModelError if there is none."""
+    folder, _ = locate_model(name, imported_root)
+    if (folder / "model.yaml").is_file() or (folder.is_file() and folder.name == "model.yaml"):
+        return folder
     known = sorted({e.name for e in list_models(imported_root)})
-    raise ModelError(f"no model named '{name}'; known: {', '.join(known) or 'none'} "
-                     "(import the paper model with `avatarcam models import`)")
+    raise ModelError(f"model '{name}' not found: give a model folder (with model.yaml) or one of: "
+                     f"{', '.join(known) or 'none'} (import the paper model with `avatarcam models import`)")
 
 
 def import_model(dit: str, wan: str, wav2vec: str, name: str | None = None, copy: bool = False,

@@ -205,8 +205,10 @@ class Session:
         s, o = self.settings, self.options
         self._stats = SessionStats(state="starting")
         overrides = {**anchor_overrides(s), **o.stream_overrides}
+        from .models import resolve_model
         try:
-            self.stream = open_stream(o.model or s.engine.model, device=o.device, seed=o.seed, **overrides)
+            folder = resolve_model(o.model or s.engine.model)
+            self.stream = open_stream(folder, device=o.device, seed=o.seed, **overrides)
         except CheckpointError as exc:
             raise ModelError(str(exc)) from exc
         except ValueError as exc:

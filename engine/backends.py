@@ -186,7 +186,8 @@ class CompiledModel(nn.Module):
     def tokens_per_frame(self, height: int, width: int) -> int:
         return self.model.tokens_per_frame(height, width)
 
-    def forward(self, x, cond, t, audio, frame_pos, memory=None, text_kv=None):
+    def forward(self, x, cond, t, audio, frame_pos, memory=None, text_kv=None, return_kv=True):
+        """Compiled programs always return keys/values (one graph per shape); eager honours return_kv."""
         args = (x, cond, t, audio, frame_pos, memory, text_kv)
         if self._program is not None:
             mem_frames = memory.frames if memory is not None else 0
@@ -196,7 +197,7 @@ class CompiledModel(nn.Module):
                     self.stats.compiled_calls += 1
                     return out
         self.stats.eager_calls += 1
-        return self.model(*args)
+        return self.model(*args, return_kv=return_kv)
 
 
 def _fallback(stats: BackendStats, reason: str) -> None:

@@ -173,6 +173,19 @@ class CausalDiT(nn.Module):
         self.head = Head(cfg)
         self.audio_proj = AudioPack(cfg)
         self.audio_cond_projs = nn.ModuleList(nn.Linear(cfg.audio_hidden, d) for _ in cfg.audio_blocks)
+        self._rotations: dict[tuple, Rotation] = {}
+
+    def _rotation(self, frame_pos: torch.Tensor, grid: tuple[int, int], dtype: torch.dtype,
+                  device: torch.device) -> Rotation:
+        """cos/sin tables, memoised: a running stream reuses the same few position sets every step."""
+        key = (tuple(frame_pos.tolist()), grid, dtype, str(device))
+        rot = self._rotations.get(key)
+        if rot is None:
+            if len(self._rotations) >= 64:   # bounded: ablations with drifting positions never grow it
+                self._rotations.clear()
+            rot = self._rotations[key] = rotation(frame_pos, grid, self.cfg.head_dim, self.cfg.rope_theta,
+                                                  dtype, device)
+        return rot
 
     # -- inputs -------------------------------------------------------------------------------------
     def grid(self, height: int, width: int) -> tuple[int, int]:
@@ -225,14 +238,15 @@ class CausalDiT(nn.Module):
     # -- forward ------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, cond: torch.Tensor, t: torch.Tensor, audio: torch.Tensor,
                 frame_pos: torch.Tensor, memory: Memory | None = None,
-                text_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                text_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None, return_kv: bool = True,
                 ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Predict the flow (noise - x0) of every frame.
 
         x: (batch, F, out_dim, h, w) noisy latents; cond: (batch, F, in_dim-out_dim, h, w);
         t: (batch, F) per-frame timesteps; audio: (batch, F*audio_pack, audio_dim);
         frame_pos: (F,) rotary frame positions; memory: anchor keys/values to attend to.
-        Returns (flow, per-layer un-rotated keys, per-layer values) of the F frames, for the cache.
+        Returns (flow, per-layer un-rotated keys, per-layer values) of the F frames, for the cache
+        (empty lists with return_kv=False, so a denoising call does not hold every layer's keys).
         """
         self._check(x, cond, t, audio)
         if self.cfg.has_text and text_kv is None:
@@ -243,10 +257,10 @@ class CausalDiT(nn.Module):
         tokens = self._embed(torch.cat([x, cond], dim=2).to(dtype))
         e = self.time_embedding(sinusoidal(t, self.cfg.freq_dim).to(dtype))        # (b, F, d)
         e0 = self.time_projection(e).unflatten(-1, (6, self.cfg.dim))               # (b, F, 6, d)
-        rot = rotation(frame_pos, (gh, gw), self.cfg.head_dim, self.cfg.rope_theta, dtype, x.device)
+        rot = self._rotation(frame_pos, (gh, gw), dtype, x.device)
         mem_rot = None
         if memory is not None and memory.frames:
-            mem_rot = rotation(memory.frame_pos, (gh, gw), self.cfg.head_dim, self.cfg.rope_theta, dtype, x.device)
+            mem_rot = self._rotation(memory.frame_pos, (gh, gw), dtype, x.device)
         audio_tok = self.audio_proj(audio.to(dtype))                                  # (b, F, hidden)
         first = self.cfg.audio_first_block
         keys, values = [], []
@@ -257,8 +271,9 @@ class CausalDiT(nn.Module):
             mk = memory.k[i] if mem_rot is not None else None
             mv = memory.v[i] if mem_rot is not None else None
             tokens, k, v = blk(tokens, e0, f, rot, mk, mv, mem_rot, text_kv[i] if text_kv is not None else None)
-            keys.append(k)
-            values.append(v)
+            if return_kv:
+                keys.append(k)
+                values.append(v)
         flow = self._unpatchify(self.head(tokens, e, f), f, gh, gw)
         return flow, keys, values
 

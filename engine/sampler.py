@@ -106,11 +106,13 @@ class _Base:
 
     def _call(self, kind: str, x: torch.Tensor, t: torch.Tensor, audio: torch.Tensor, first_frame: int,
               frame_pos: torch.Tensor, memory: Memory | None, anchor: bool = False):
+        """One model call; only calls that write the cache keep their keys/values."""
         if self.record_calls:
             self.calls.append(CallRecord(kind, x.shape[1], memory.frames if memory else 0, first_frame,
                                          t[0].tolist(), frame_pos.tolist(),
                                          memory.frame_pos.tolist() if memory else []))
-        flow, k, v = self.model(x, self._cond(x.shape[1], anchor), t, audio, frame_pos, memory, self.text_kv)
+        flow, k, v = self.model(x, self._cond(x.shape[1], anchor), t, audio, frame_pos, memory, self.text_kv,
+                                return_kv=kind != "denoise" or self.on_call is not None)
         if self.on_call is not None:
             self.on_call(kind, {"x": x, "t": t, "flow": flow, "first_frame": first_frame, "keys": k, "values": v})
         return flow, k, v
