@@ -30,8 +30,11 @@ class ModelConfig:
     audio_hidden: int = 32
     audio_first_block: int = 2  # audio is added before blocks first..num_layers//2 (the authors' choice)
     rope_theta: float = 10000.0
+    ffn_gelu: str = "tanh"      # Wan's tanh approximation; "none" (exact erf) is 4x cheaper on CPU
 
     def __post_init__(self) -> None:
+        if self.ffn_gelu not in ("tanh", "none"):
+            raise ValueError(f"ffn_gelu must be 'tanh' or 'none', got {self.ffn_gelu!r}")
         self.patch_size = tuple(int(p) for p in self.patch_size)  # type: ignore[assignment]
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")

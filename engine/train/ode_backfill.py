@@ -1,0 +1,300 @@
+"""ODE backfill: regress the causal student on teacher ODE solutions laid out as sliding windows.
+
+Why: a one-step student must map a window of blocks at heterogeneous noise levels straight to
+clean latents. The teacher's ODE gives, for one noise draw, the state of every frame at every
+stream level t[j] and the clean end it leads to; a window example puts block j of the window at
+its level's state and asks the student for the clean end of every block (CausVid/Self-Forcing
+"ODE initialisation", in AvatarForcing's window layout).
+
+Every window is built exactly as `StreamingSampler` would run it (the test compares the recorded
+calls): the reference frame is prefilled at t=0 with silent audio (style anchor), each earlier
+block's clean latents go through the cache-update call at t=context_noise in order (temporal
+anchor), and the window is called with the positions `engine.cache.StreamCache` hands out.
+Gradients flow through those anchor calls too (`grad_through_anchors`), so the student learns
+to write useful keys into its own cache.
+
+    python -m engine.train.ode_backfill --config recipe.yaml --data runs/toon/data \
+        --teacher runs/toon/teacher/teacher.safetensors --out runs/toon/ode
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.cache import StreamCache
+from engine.checkpoints import atomic_write, load_weights, save_weights
+from engine.config import StreamConfig
+from engine.model import CausalDiT
+from engine.sampler import CallRecord, plan_windows
+from engine.schedule import FlowSchedule, schedule_for
+from engine.train.data import LatentClips
+from engine.train.dist import Dist, JsonlLog, generator, setup, teardown
+from engine.train.loop import LOSSES, adamw, clip_and_step, resume_state, save_state, set_lr, stage_parser
+from engine.train.recipe import OdeConfig, Recipe, load_recipe, replace_section
+from engine.train.teacher import teacher_ode
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "student.safetensors"
+TRAJECTORIES = "trajectories"
+
+
+# -- the window layout ---------------------------------------------------------------------------
+@dataclass
+class WindowSpec:
+    """Window `index` of a stream of n blocks: its blocks (oldest first) and each block's level index."""
+
+    index: int
+    blocks: list[int]
+    levels: list[int]
+
+    @property
+    def start_block(self) -> int:
+        return self.blocks[0]
+
+
+def window_specs(n_blocks: int, window: int, tail: bool = True) -> list[WindowSpec]:
+    """Every window the sampler runs for n blocks (warm-up, full, and with `tail` the drain)."""
+    specs = []
+    for wi, (sb, eb) in enumerate(plan_windows(n_blocks, window)):
+        if not tail and wi >= n_blocks:
+            break
+        blocks = list(range(sb, eb))
+        specs.append(WindowSpec(wi, blocks, [wi - b for b in blocks]))
+    return specs
+
+
+class GradCache(StreamCache):
+    """The engine's cache, positions and all, but keeping the autograd graph of the anchors."""
+
+    def set_anchor(self, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+        self.anchor_k, self.anchor_v = list(keys), list(values)
+        self.tokens_per_frame = keys[0].shape[1]
+
+    def push(self, keys: list[torch.Tensor], values: list[torch.Tensor], frames: int) -> None:
+        if self.capacity == 0:
+            return
+        s = keys[0].shape[1] // frames
+        keep = min(frames, self.capacity)
+        if self.ring_k is None:
+            self.ring_k = [k.new_zeros(k.shape[0], self.capacity * s, *k.shape[2:]) for k in keys]
+            self.ring_v = [v.new_zeros(v.shape[0], self.capacity * s, *v.shape[2:]) for v in values]
+        n = self.capacity * s
+        self.ring_k = [torch.cat([r, k[:, -keep * s:]], 1)[:, -n:] for r, k in zip(self.ring_k, keys)]
+        self.ring_v = [torch.cat([r, v[:, -keep * s:]], 1)[:, -n:] for r, v in zip(self.ring_v, values)]
+        self.filled = min(self.capacity, self.filled + keep)
+
+
+def reference_cond(ref: torch.Tensor, frames: int, anchor: bool = False) -> torch.Tensor:
+    """Conditioning channels as the sampler builds them: reference on every frame + mask (0 = anchor)."""
+    b, c, h, w = ref.shape
+    refs = ref[:, None].expand(b, frames, c, h, w)
+    return torch.cat([refs, refs.new_full((b, frames, 1, h, w), 0.0 if anchor else 1.0)], dim=2)
+
+
+def _record(calls: list[CallRecord] | None, kind: str, x, t, first, pos, memory) -> None:
+    if calls is not None:
+        calls.append(CallRecord(kind, x.shape[1], memory.frames if memory else 0, first, t[0].tolist(),
+                                pos.tolist(), memory.frame_pos.tolist() if memory else []))
+
+
+def student_window(model: CausalDiT, stream: StreamConfig, schedule: FlowSchedule, spec: WindowSpec,
+                   ref: torch.Tensor, clean: torch.Tensor, audio: torch.Tensor, noisy: torch.Tensor,
+                   grad_anchors: bool = True, calls: list[CallRecord] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The student's x0 for window `spec`, with anchors built as the streaming sampler builds them.
+
+    ref (b, C, h, w); clean / audio: the whole stream's clean latents (b, n*B, C, h, w) and audio rows
+    (b, n*B, D) (clean blocks before the window feed the cache-update calls); noisy: the window's
+    input (b, len(spec.blocks)*B, C, h, w). Returns (x0, t) of the window's frames.
+    """
+    if not stream.kv_cache:
+        raise ValueError("training needs stream.kv_cache=True (the no-cache mode is only a cost baseline)")
+    cfg, bf = model.cfg, stream.block_frames
+    rows = bf * cfg.audio_pack
+    levels = schedule.levels(stream)
+    if stream.passes != 1:
+        raise ValueError(f"ODE backfill trains one pass per level; stream.passes={stream.passes}")
+    cache = GradCache(cfg.num_layers, stream.temporal_frames) if grad_anchors else StreamCache(
+        cfg.num_layers, stream.temporal_frames)
+    with torch.set_grad_enabled(grad_anchors and torch.is_grad_enabled()):
+        # style anchor: the reference frame alone at t=0 (silent unless anchor_audio_zero is off)
+        anchor_audio = (audio.new_zeros(audio.shape[0], cfg.audio_pack, audio.shape[-1]) if stream.anchor_audio_zero
+                        else audio[:, :cfg.audio_pack])
+        x_ref, t_ref, pos_ref = ref[:, None], ref.new_zeros(ref.shape[0], 1), torch.zeros(1, dtype=torch.float64)
+        _record(calls, "prefill", x_ref, t_ref, 0, pos_ref, None)
+        _, k, v = model(x_ref, reference_cond(ref, 1, anchor=True), t_ref, anchor_audio, pos_ref)
+        cache.set_anchor(k, v)
+        # temporal anchor: every earlier block's clean latents, through the cache-update call in order
+        reindexed = stream.rope_reindex and not stream.official_update_anchor
+        for b in range(spec.start_block):
+            x_b = clean[:, b * bf:(b + 1) * bf]
+            first = 1 + b * bf
+            t_b = x_b.new_full(x_b.shape[:2], float(stream.context_noise))
+            pos = cache.frame_positions(bf)
+            memory = cache.memory(first, stream.style_anchor, reindexed)
+            if stream.temporal_frames:
+                _record(calls, "update", x_b, t_b, first, pos, memory)
+                _, k, v = model(x_b, reference_cond(ref, bf), t_b, audio[:, b * rows:(b + 1) * rows], pos, memory)
+                cache.push(k, v, bf)
+    first = 1 + spec.start_block * bf
+    n = len(spec.blocks)
+    t = torch.cat([noisy.new_full((noisy.shape[0], bf), levels[lv]) for lv in spec.levels], dim=1)
+    pos = cache.frame_positions(n * bf)
+    memory = cache.memory(first, stream.style_anchor, stream.rope_reindex)
+    a0, a1 = spec.start_block * rows, (spec.blocks[-1] + 1) * rows
+    _record(calls, "denoise", noisy, t, first, pos, memory)
+    flow, _, _ = model(noisy, reference_cond(ref, n * bf), t, audio[:, a0:a1], pos, memory)
+    return schedule.x0_from_flow(noisy, flow, t), t
+
+
+def window_input(levels: torch.Tensor, spec: WindowSpec, block_frames: int) -> torch.Tensor:
+    """Block j of the window at its level's ODE state: levels (b, L, F, C, h, w) -> (b, n*B, C, h, w)."""
+    parts = [levels[:, lv, b * block_frames:(b + 1) * block_frames] for b, lv in zip(spec.blocks, spec.levels)]
+    return torch.cat(parts, dim=1)
+
+
+def window_target(x0: torch.Tensor, spec: WindowSpec, block_frames: int) -> torch.Tensor:
+    return x0[:, spec.start_block * block_frames:(spec.blocks[-1] + 1) * block_frames]
+
+
+# -- teacher trajectories on disk -----------------------------------------------------------------
+def ode_frames(recipe: Recipe) -> int:
+    """Frames per trajectory: the teacher's clip length, rounded down to whole blocks (at least L blocks)."""
+    bf, L = recipe.stream.block_frames, recipe.stream.window_blocks
+    return max(L * bf, recipe.teacher.frames // bf * bf)
+
+
+def generate_trajectories(recipe: Recipe, teacher: CausalDiT, data: LatentClips, folder: Path, d: Dist) -> Path:
+    """Teacher ODE solutions in chunks of `gen_batch`; chunk c is made by rank c % world from seed c
+    alone (so the set does not depend on the number of ranks) and skipped when it already exists."""
+    cfg: OdeConfig = recipe.ode
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = ode_frames(recipe)
+    chunks = (cfg.trajectories + cfg.gen_batch - 1) // cfg.gen_batch
+    bar = d.progress(chunks, 0, "teacher ODE")
+    for c in range(chunks):
+        path = folder / f"traj-{c:05d}.safetensors"
+        if c % d.world == d.rank and not path.exists():
+            n = min(cfg.gen_batch, cfg.trajectories - c * cfg.gen_batch)
+            gen = generator(cfg.seed, c, 0, salt=2)
+            _, audio, ref = data.batch(n, frames, gen)
+            noise = torch.randn(n, frames, *data.latent_shape, generator=gen)
+            traj = teacher_ode(teacher, ref.to(d.device), audio.to(d.device), noise.to(d.device), cfg.ode_steps,
+                               recipe.stream)
+            tensors = {"levels": traj.levels.cpu().contiguous(), "x0": traj.x0.cpu().contiguous(),
+                       "audio": audio.contiguous(), "reference": ref.contiguous(),
+                       "level_t": torch.tensor(traj.level_t, dtype=torch.float64)}
+            atomic_write(path, lambda tmp: save_file(tensors, tmp))
+        bar.update(1)
+    bar.close()
+    d.barrier()
+    return folder
+
+
+class OdePairs:
+    """All stored trajectories: levels (N, L, F, C, h, w), x0 (N, F, ...), audio (N, F, D), reference (N, C, h, w)."""
+
+    def __init__(self, folder: str | Path):
+        files = sorted(Path(folder).glob("traj-*.safetensors"))
+        if not files:
+            raise ValueError(f"no teacher trajectories in {folder}")
+        parts = [load_file(str(f)) for f in files]
+        self.levels = torch.cat([p["levels"] for p in parts])
+        self.x0 = torch.cat([p["x0"] for p in parts])
+        self.audio = torch.cat([p["audio"] for p in parts])
+        self.reference = torch.cat([p["reference"] for p in parts])
+        self.level_t = parts[0]["level_t"].tolist()
+
+    def __len__(self) -> int:
+        return self.x0.shape[0]
+
+    def batch(self, size: int, gen: torch.Generator):
+        idx = torch.randint(0, len(self), (size,), generator=gen)
+        return self.levels[idx], self.x0[idx], self.audio[idx], self.reference[idx]
+
+
+def ode_loss(model: CausalDiT, recipe: Recipe, schedule: FlowSchedule, pairs: OdePairs, batch: int,
+             gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """One batch of windows (one geometry per batch): MSE of the student's x0 to the teacher's clean end."""
+    bf, L = recipe.stream.block_frames, recipe.stream.window_blocks
+    levels, x0, audio, ref = (t.to(device) for t in pairs.batch(batch, gen))
+    specs = window_specs(x0.shape[1] // bf, L, tail=recipe.ode.tail_windows)
+    spec = specs[int(torch.randint(0, len(specs), (1,), generator=gen))]
+    pred, _ = student_window(model, recipe.stream, schedule, spec, ref, x0, audio, window_input(levels, spec, bf),
+                             grad_anchors=recipe.ode.grad_through_anchors)
+    return (pred.float() - window_target(x0, spec, bf).float()).pow(2).mean()
+
+
+def check_levels(pairs: OdePairs, recipe: Recipe) -> None:
+    want = schedule_for(recipe.stream).levels(recipe.stream)
+    if len(want) != len(pairs.level_t) or any(abs(a - b) > 1e-3 for a, b in zip(want, pairs.level_t)):
+        raise ValueError(f"trajectories were made for levels {pairs.level_t}, the recipe's stream has {want}")
+
+
+def train(recipe: Recipe, data_dir: str | Path, teacher_path: str | Path, out: str | Path, d: Dist,
+          resume: bool = False) -> Path:
+    """Generate (or reuse) the teacher trajectories, then regress the student; writes <out>/student.safetensors."""
+    cfg: OdeConfig = recipe.ode
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = LatentClips(data_dir)
+    data.check_model(recipe.model)
+    teacher = load_weights(CausalDiT(recipe.model), teacher_path).to(d.device).eval().requires_grad_(False)
+    generate_trajectories(recipe, teacher, data, out / TRAJECTORIES, d)
+    pairs = OdePairs(out / TRAJECTORIES)
+    check_levels(pairs, recipe)
+    schedule = schedule_for(recipe.stream)
+    student = load_weights(CausalDiT(recipe.model), teacher_path).to(d.device).train()
+    del teacher
+    opt = adamw(student.parameters(), cfg.lr)
+    state = resume_state(out, resume)
+    start = 0
+    if state is not None:
+        student.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start = state["step"]
+    if d.is_main:
+        (out / "recipe.yaml").write_text(recipe.to_yaml())
+    losses = JsonlLog(out / LOSSES, d)
+    bar = d.progress(cfg.steps, start, "ODE backfill")
+    for step in range(start, cfg.steps):
+        gen = generator(cfg.seed, step, d.rank)
+        lr = set_lr(opt, cfg.lr, step, cfg.warmup)
+        loss = ode_loss(student, recipe, schedule, pairs, cfg.batch, gen, d.device)
+        loss.backward()
+        norm = clip_and_step(opt, student.parameters(), cfg.grad_clip, d)
+        mean_loss = d.mean(loss.detach())
+        if (step + 1) % cfg.log_every == 0 or step == start:
+            losses.write(step + 1, loss=mean_loss, grad_norm=norm, lr=lr)
+        bar.update(1)
+        bar.set_postfix(loss=f"{mean_loss:.4f}")
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            save_state(out, step + 1, d, model=student, optimizer=opt)
+    bar.close()
+    d.assert_in_sync(student, "ode_backfill student")
+    if d.is_main:
+        save_weights(student, out / WEIGHTS)
+    d.barrier()
+    return out / WEIGHTS
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = stage_parser(__doc__)
+    p.add_argument("--teacher", required=True, help="teacher weights (teacher.safetensors)")
+    args = p.parse_args(argv)
+    recipe = load_recipe(args.config)
+    if args.steps is not None:
+        recipe = replace_section(recipe, "ode", steps=args.steps)
+    d = setup(args.device, threads=recipe.threads or None)
+    try:
+        train(recipe, args.data, args.teacher, args.out, d, resume=args.resume)
+    finally:
+        teardown(d)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Every stage in order, then the shipped model card: data -> teacher -> ODE backfill -> DMD -> card.
+
+    python -m engine.train.pipeline --config engine/train/configs/toon.yaml --out runs/toon --card engine/models/toon
+    torchrun --nproc_per_node 2 -m engine.train.pipeline ...      (same, on two ranks)
+
+Why in-process: under torchrun all ranks walk the stages together in one process group. A stage
+whose final weights exist is skipped, and `--resume` continues a stage from its checkpoint, so
+an interrupted pipeline picks up where it stopped. The card folder holds model.yaml, the student
+weights and the autoencoder it decodes with (a card is self-contained), and must stay <= 40 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from engine.checkpoints import ModelCard, atomic_write, save_card
+from engine.logmel import LogMelEncoder
+from engine.train import data as data_stage
+from engine.train import dmd, ode_backfill, teacher
+from engine.train.dist import Dist, setup, teardown
+from engine.train.recipe import Recipe, load_recipe
+
+log = logging.getLogger(__name__)
+
+MAX_CARD_BYTES = 40 * 1024 * 1024
+AUTOENCODER = "autoencoder.safetensors"
+
+
+def logmel_settings(overrides: dict) -> dict:
+    """Every LogMelEncoder setting (defaults filled in) except the rates the card states elsewhere."""
+    params = inspect.signature(LogMelEncoder.__init__).parameters
+    out = {name: p.default for name, p in params.items() if name not in ("self", "sample_rate", "fps")}
+    unknown = sorted(set(overrides) - set(out))
+    if unknown:
+        raise ValueError(f"unknown log-mel settings {unknown}; allowed: {sorted(out)}")
+    out.update(overrides)
+    return out
+
+
+def write_card(recipe: Recipe, student_weights: Path, folder: str | Path) -> Path:
+    """The model folder the app loads: model.yaml + model.safetensors + the autoencoder's two files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ae = data_stage.resolve(recipe.data.autoencoder).with_suffix(".safetensors")
+    for src in (ae, ae.with_suffix(".yaml")):
+        target = folder / (Path(AUTOENCODER).stem + src.suffix)
+        if src.resolve() != target.resolve():
+            atomic_write(target, lambda tmp, src=src: shutil.copyfile(src, tmp))
+    card = ModelCard(
+        name=recipe.name, model=recipe.model, stream=recipe.stream, fps=recipe.data.fps,
+        width=recipe.data.image_size, height=recipe.data.image_size, video_frames_per_latent=1,
+        audio={"encoder": "logmel", **logmel_settings(recipe.data.logmel)},
+        decoder={"kind": "toon", "weights": AUTOENCODER},
+        description="Toon avatar student distilled by engine.train.pipeline (teacher -> ODE backfill -> DMD).")
+    atomic_write(folder / card.weights, lambda tmp: shutil.copyfile(student_weights, tmp))
+    save_card(card, folder)
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    if size > MAX_CARD_BYTES:
+        raise ValueError(f"card folder {folder} is {size / 2**20:.1f} MB, over the {MAX_CARD_BYTES / 2**20:.0f} MB "
+                         "limit: shrink the model in the recipe")
+    log.info("wrote model card %s (%.1f MB)", folder, size / 2**20)
+    return folder
+
+
+def run(recipe: Recipe, out: str | Path, d: Dist, card: str | Path | None = None, resume: bool = False) -> Path:
+    out = Path(out)
+    timings: dict[str, float] = {}
+
+    def stage(name: str, done: Path, fn) -> Path:
+        if done.exists():
+            log.info("stage %s: already done (%s)", name, done)
+            return done
+        t0 = time.time()
+        result = fn()
+        timings[name] = round(time.time() - t0, 1)
+        return result
+
+    data_dir = out / "data"
+    stage("data", data_dir / data_stage.INDEX, lambda: data_stage.build(recipe.data, data_dir, d))
+    t_path = stage("teacher", out / "teacher" / teacher.WEIGHTS,
+                   lambda: teacher.train(recipe, data_dir, out / "teacher", d, resume=resume))
+    o_path = stage("ode", out / "ode" / ode_backfill.WEIGHTS,
+                   lambda: ode_backfill.train(recipe, data_dir, t_path, out / "ode", d, resume=resume))
+    s_path = stage("dmd", out / "dmd" / dmd.WEIGHTS,
+                   lambda: dmd.train(recipe, data_dir, t_path, o_path, out / "dmd", d, resume=resume,
+                                     pairs_dir=out / "ode" / ode_backfill.TRAJECTORIES))
+    folder = Path(card) if card else out / "card"
+    if d.is_main:
+        write_card(recipe, s_path, folder)
+        atomic_write(out / "timings.json", lambda tmp: Path(tmp).write_text(json.dumps(timings, indent=1)))
+    d.barrier()
+    return folder
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", help="recipe YAML (defaults: the toon recipe)")
+    p.add_argument("--out", required=True, help="run folder (data/, teacher/, ode/, dmd/ go inside)")
+    p.add_argument("--card", help="model card folder to write (default: <out>/card)")
+    p.add_argument("--resume", action="store_true", help="continue interrupted stages from their checkpoints")
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    args = p.parse_args(argv)
+    recipe = load_recipe(args.config)
+    d = setup(args.device, threads=recipe.threads or None)
+    try:
+        run(recipe, args.out, d, card=args.card, resume=args.resume)
+    finally:
+        teardown(d)
+
+
+if __name__ == "__main__":
+    main()
