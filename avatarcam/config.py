@@ -87,6 +87,8 @@ class EngineSettings:
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
     backend: str = field(default="eager", metadata=_choices("eager", "compile", "tensorrt"))
     dtype: str = field(default="auto", metadata=_choices("auto", "float32", "float16", "bfloat16"))
+    threads: int = field(default=0, metadata=_range(0, 256))  # CPU threads; 0: half the cores (a busy
+    # machine slows an oversubscribed torch by 10x or more, see docs/bench_engine.md)
 
 
 @dataclass

@@ -91,6 +91,13 @@ def anchor_overrides(settings: Settings) -> dict:
             "anchor_audio_zero": a.anchor_audio_zero, "temporal_frames": a.temporal_frames}
 
 
+def set_threads(threads: int) -> None:
+    """Torch CPU threads for the engine: leave a core for capture, pacing and everything else."""
+    import os
+    import torch
+    torch.set_num_threads(threads if threads > 0 else max(1, (os.cpu_count() or 2) // 2))
+
+
 class AudioClock:
     """Maps stream sample positions to the wall time they were captured (for measured latency)."""
 
@@ -204,6 +211,7 @@ class Session:
         from .sinks import FanoutSink, VideoFile, VirtualCamera
         s, o = self.settings, self.options
         self._stats = SessionStats(state="starting")
+        set_threads(s.engine.threads)
         overrides = {**anchor_overrides(s), **o.stream_overrides}
         from .models import resolve_model
         try:
