@@ -54,7 +54,9 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale) + shift
 
 
-class SelfAttention(nn.Module):
+class Projections(nn.Module):
+    """q, k, v, o linears with RMS-normed q and k (over all heads at once, as Wan does)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.heads, self.head_dim = cfg.num_heads, cfg.head_dim
@@ -62,42 +64,41 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(cfg.dim, cfg.eps)
         self.norm_k = RMSNorm(cfg.dim, cfg.eps)
 
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, tokens, dim) -> (batch, tokens, heads, head_dim)."""
+        return x.view(*x.shape[:2], self.heads, self.head_dim)
+
+    def merge(self, out: torch.Tensor) -> torch.Tensor:
+        """SDPA output (batch, heads, tokens, head_dim) -> projected (batch, tokens, dim)."""
+        return self.o(out.transpose(1, 2).flatten(2))
+
+
+class SelfAttention(Projections):
     def forward(self, x: torch.Tensor, rot: Rotation, mem_k: torch.Tensor | None, mem_v: torch.Tensor | None,
                 mem_rot: Rotation | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Attend over [memory, own tokens], no mask; returns (out, own un-rotated k, own v) for the cache."""
-        b, n, _ = x.shape
-        q = self.norm_q(self.q(x)).view(b, n, self.heads, self.head_dim)
-        k = self.norm_k(self.k(x)).view(b, n, self.heads, self.head_dim)
-        v = self.v(x).view(b, n, self.heads, self.head_dim)
+        q = self.split(self.norm_q(self.q(x)))
+        k = self.split(self.norm_k(self.k(x)))
+        v = self.split(self.v(x))
         keys, values = rot(k), v
         if mem_k is not None and mem_k.shape[1]:
             keys = torch.cat([mem_rot(mem_k), keys], dim=1)
             values = torch.cat([mem_v, values], dim=1)
         out = F.scaled_dot_product_attention(rot(q).transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2))
-        return self.o(out.transpose(1, 2).reshape(b, n, -1)), k, v
+        return self.merge(out), k, v
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(Projections):
     """Attention to the text context; its keys/values are computed once per stream (`text_kv`)."""
 
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.heads, self.head_dim = cfg.num_heads, cfg.head_dim
-        self.q, self.k, self.v, self.o = (nn.Linear(cfg.dim, cfg.dim) for _ in range(4))
-        self.norm_q = RMSNorm(cfg.dim, cfg.eps)
-        self.norm_k = RMSNorm(cfg.dim, cfg.eps)
-
     def context_kv(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, n, _ = ctx.shape
-        k = self.norm_k(self.k(ctx)).view(b, n, self.heads, self.head_dim).transpose(1, 2)
-        v = self.v(ctx).view(b, n, self.heads, self.head_dim).transpose(1, 2)
+        k = self.split(self.norm_k(self.k(ctx))).transpose(1, 2)
+        v = self.split(self.v(ctx)).transpose(1, 2)
         return k, v
 
     def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        b, n, _ = x.shape
-        q = self.norm_q(self.q(x)).view(b, n, self.heads, self.head_dim).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, *kv)
-        return self.o(out.transpose(1, 2).reshape(b, n, -1))
+        q = self.split(self.norm_q(self.q(x))).transpose(1, 2)
+        return self.merge(F.scaled_dot_product_attention(q, *kv))
 
 
 class Block(nn.Module):
