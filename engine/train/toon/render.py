@@ -198,7 +198,7 @@ def _draw_eyes(d: ImageDraw.ImageDraw, ident: Identity, c: FaceControls, P: _Pos
     b = fw * 0.22 * s * (0.75 if ident.eye_shape in ("almond", "wide") else 1.0)
     rest_lid = 0.35 if ident.eye_shape == "sleepy" else 0.0
     lid = min(1.0, rest_lid + (1 - rest_lid) * float(np.clip(c.blink, 0, 1)))
-    ey = -fh * 0.08
+    ey = -fh * 0.05
     line = _shade(ident.skin, 0.35)
     look = 0.25 * c.yaw
     for side in (-1, 1):
@@ -235,7 +235,7 @@ def _draw_brows(d: ImageDraw.ImageDraw, ident: Identity, c: FaceControls, P: _Po
     for side in (-1, 1):
         ex = side * fw * ident.eye_spacing
         xs = np.linspace(-fw * 0.2, fw * 0.2, 9)
-        ys = -fh * 0.27 - lift - arch * fw * 0.12 * (1 - (xs / (fw * 0.2)) ** 2) + side * xs * 0.08
+        ys = -fh * 0.3 - lift - arch * fw * 0.12 * (1 - (xs / (fw * 0.2)) ** 2) + side * xs * 0.08
         d.line(P(np.stack([xs + ex, ys], 1), 0.6), fill=colour, width=P.width(thick), joint="curve")
 
 
@@ -297,11 +297,11 @@ def _draw_hair_front(d: ImageDraw.ImageDraw, ident: Identity, P: _Pose) -> None:
     if st in ("short", "bob", "long", "bun", "curly", "side"):
         xs = np.linspace(fw * 1.06, -fw * 1.06, 15)
         if st == "side":
-            fringe = -fh * 0.25 - fh * 0.28 * (xs / fw + 1.06) / 2.12 * 0 + fh * 0.12 * np.cos(xs / fw * 1.4) - fh * 0.08 * (xs / fw)
+            fringe = -fh * 0.4 + fh * 0.1 * np.cos(xs / fw * 1.4) - fh * 0.08 * (xs / fw)
         elif st == "curly":
-            fringe = -fh * 0.42 + 0.04 * np.abs(np.sin(xs / fw * 6))
+            fringe = -fh * 0.5 + 0.04 * np.abs(np.sin(xs / fw * 6))
         else:
-            fringe = -fh * 0.32 + fh * 0.07 * np.cos(xs / fw * 1.5)
+            fringe = -fh * 0.44 + fh * 0.06 * np.cos(xs / fw * 1.5)
         pts = np.concatenate([cap, np.stack([xs, fringe], 1)])
         d.polygon(P(pts, 0.2), fill=hc, outline=out, width=wline)
     elif st == "spiky":
@@ -324,10 +324,10 @@ def _draw_hat(d: ImageDraw.ImageDraw, ident: Identity, P: _Pose) -> None:
     out = _shade(hc, 0.65)
     w = P.width(0.004)
     if ident.hat == "beanie":
-        dome = _ellipse(0, -fh * 0.45, fw * 1.12, fh * 0.78, 48)
-        dome = dome[dome[:, 1] <= -fh * 0.45]
-        d.polygon(P(np.concatenate([dome, [[-fw * 1.12, -fh * 0.45]]]), 0.2), fill=hc, outline=out, width=w)
-        band = np.array([[-fw * 1.16, -fh * 0.6], [fw * 1.16, -fh * 0.6], [fw * 1.16, -fh * 0.38], [-fw * 1.16, -fh * 0.38]])
+        dome = _ellipse(0, -fh * 0.55, fw * 1.12, fh * 0.72, 48)
+        dome = dome[dome[:, 1] <= -fh * 0.55]
+        d.polygon(P(np.concatenate([dome, [[-fw * 1.12, -fh * 0.55]]]), 0.2), fill=hc, outline=out, width=w)
+        band = np.array([[-fw * 1.16, -fh * 0.7], [fw * 1.16, -fh * 0.7], [fw * 1.16, -fh * 0.5], [-fw * 1.16, -fh * 0.5]])
         d.polygon(P(band, 0.25), fill=_shade(hc, 0.85), outline=out, width=w)
         d.polygon(P(_ellipse(0, -fh * 1.26, fw * 0.16, fw * 0.16, 20), 0.2), fill=(245, 245, 245), outline=out, width=w)
     elif ident.hat == "cap":
@@ -350,7 +350,7 @@ def _draw_glasses(d: ImageDraw.ImageDraw, ident: Identity, P: _Pose) -> None:
         return
     fw, fh = ident.face_width, ident.face_height
     r = fw * 0.29 * max(1.0, ident.eye_size)
-    ey = -fh * 0.08
+    ey = -fh * 0.05
     w = P.width(0.008)
     for side in (-1, 1):
         ex = side * fw * ident.eye_spacing
