@@ -9,8 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from typing import Any, Mapping
 import yaml
 
 from avatarcam.errors import ConfigError
+from engine.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class AnchorSettings:
     style_anchor: bool = True
     rope_reindex: bool = True
     anchor_audio_zero: bool = True
-    temporal_frames: int = field(default=4, metadata=_range(0, 64))
+    temporal_frames: int = field(default=2, metadata=_range(0, 64))  # clean frames kept; 2 as trained
     preset: str = field(default="balanced", metadata=_choices("balanced", "stable", "expressive", "custom"))
 
 
@@ -297,31 +296,8 @@ def save_settings(settings: Settings, path: str | Path | None = None) -> Path:
     """Validate and write atomically (temp file + fsync + rename), readable only by the user."""
     validate(settings)
     path = Path(path) if path is not None else default_settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(settings.to_dict(), sort_keys=False, allow_unicode=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-    return path
+    return atomic_write_text(path, text, mode=0o600, fsync=True)  # 0600 from the first byte: the OBS password
 
 
 def apply_overrides(settings: Settings, overrides: Mapping[str, Any]) -> Settings:

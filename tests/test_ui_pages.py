@@ -94,7 +94,7 @@ def test_anchor_switches_and_preset_are_saved_on_apply(ui_app, ui_home, random_c
     page.audio_zero.setChecked(False)
     page.temporal.setValue(8)
     page.rows["stable"][0].setChecked(True)
-    assert load_settings(ui_home.settings_path).anchors.temporal_frames == 4   # nothing before Apply
+    assert load_settings(ui_home.settings_path).anchors.temporal_frames == 2   # nothing before Apply
     page.apply_btn.click()
     saved = load_settings(ui_home.settings_path).anchors
     assert (saved.style_anchor, saved.rope_reindex, saved.anchor_audio_zero) == (False, True, False)

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Signal
 from avatarcam.avatars import Avatar, AvatarLibrary
 from avatarcam.config import Settings, load_settings, save_settings
 from avatarcam.errors import AvatarCamError, ConfigError, DeviceError, ModelError
-from avatarcam.session import Session, SessionOptions, SessionStats
+from avatarcam.session import Session, SessionOptions, SessionStats, anchor_overrides
 
 from . import estimates
 from .workers import Runner, SessionBridge
@@ -130,9 +130,7 @@ class AppController(QObject):
     # -- stream options ------------------------------------------------------------------------
     def stream_overrides(self) -> dict:
         """Anchor switches from the settings plus B/L/N from the preset (only what differs from the card)."""
-        a = self.settings.anchors
-        out = {"style_anchor": a.style_anchor, "rope_reindex": a.rope_reindex,
-               "anchor_audio_zero": a.anchor_audio_zero, "temporal_frames": a.temporal_frames}
+        out = anchor_overrides(self.settings)
         try:
             facts = estimates.card_facts(self.model_name())
         except ModelError:
