@@ -129,6 +129,7 @@ class Session:
         self._state = "idle"
         self._lock = threading.Lock()
         self._pending_image: np.ndarray | None = None
+        self._muted = False
         self.error: BaseException | None = None
         self.stream = None
 
@@ -197,6 +198,16 @@ class Session:
         self.options.avatar_image = image
         if self.running:
             self._pending_image = image
+
+    def mute(self, on: bool = True) -> None:
+        """Mute the microphone: the avatar hears silence (mouth closes) and the delayed output goes quiet."""
+        self._muted = on
+        if getattr(self, "delayed_mic", None) is not None:
+            self.delayed_mic.mute(on)
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
 
     def configure(self, **changes) -> None:
         """Change options (e.g. anchor overrides) between streams."""
@@ -345,6 +356,8 @@ class Session:
             if realtime_file:  # pace a file like a microphone
                 due = t0 + (self.clock.samples + len(block)) / SAMPLE_RATE
                 time.sleep(max(0.0, due - time.monotonic()))
+            if self._muted:
+                block = np.zeros_like(block)
             now = time.monotonic()
             self.clock.add(len(block), now)
             if self.delayed_mic is not None:

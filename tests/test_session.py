@@ -194,3 +194,18 @@ def test_click_in_the_input_lands_at_its_frame_in_the_mp4(tmp_path, random_card)
     click_s = np.argmax(np.abs(audio)) / rate
     frame_of_click = int(np.searchsorted(times, click_s, side="right") - 1)
     assert frame_of_click == 30
+
+
+def test_mute_feeds_the_engine_silence(tmp_path, random_card):
+    wav = tmp_path / "voice.wav"
+    write_wav(wav, tone(1.0))
+    out = tmp_path / "muted.mp4"
+    session = Session(settings_no_devices(), SessionOptions(model=str(random_card), avatar_image=avatar(),
+                                                            audio_file=wav, record=out))
+    fed = []
+    session.mute(True)
+    session.start()
+    original = session.stream.push_audio
+    session.stream.push_audio = lambda pcm: (fed.append(np.abs(pcm).max()), original(pcm))[1]
+    assert session.wait(60)
+    assert session.muted and fed and max(fed) == 0.0
