@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from avatarcam.errors import ConfigError, DeviceError
 from avatarcam.resample import PolyphaseResampler
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SAMPLE_RATE = 16000
 _NO_PORTAUDIO_HINT = ("no audio devices: PortAudio or the sound server is not available "
@@ -241,6 +242,30 @@ def close_stream(stream, timeout: float) -> bool:
     return True
 
 
+def open_stream(make: Callable[[int], T], device: AudioDevice, rate: int, what: str,
+                fallback: bool = True) -> tuple[T, int]:
+    """``make(rate)``, or, when the device refuses that rate, ``make(device's own rate)``; returns (stream, rate).
+
+    Many devices (Bluetooth headsets, some USB mics) open only at their own rate; the caller
+    resamples. ``what`` names the device for the user ("Microphone", "Audio output"); without
+    ``fallback`` a refused rate is an error.
+    """
+    try:
+        return make(rate), rate
+    except DeviceError:
+        raise
+    except Exception as e:
+        if not fallback:
+            raise DeviceError(f"{what} '{device.name}' cannot open at {rate} Hz: {e}") from e
+        own = int(device.default_rate)
+        log.info("%s %r refuses %d Hz (%s); opening at %d Hz and resampling", what.lower(), device.name, rate, e, own)
+        try:
+            return make(own), own
+        except Exception as e2:
+            raise DeviceError(f"{what} '{device.name}' could not be opened: {e2}. "
+                              "Run `avatarcam devices` to list the available ones.") from e2
+
+
 class MicSource(AudioSource):
     """Live microphone over sounddevice.
 
@@ -302,22 +327,8 @@ class MicSource(AudioSource):
         sd = _sounddevice()
         self.device_info = resolve_device(self.device, "input")
         self._closing.clear()
-        rate = self._forced_rate or SAMPLE_RATE
-        try:
-            stream = self._make_stream(sd, rate)
-        except DeviceError:
-            raise
-        except Exception as e:
-            if self._forced_rate is not None:
-                raise DeviceError(f"Microphone '{self.device_info.name}' cannot open at {rate} Hz: {e}") from e
-            rate = int(self.device_info.default_rate)
-            log.info("microphone %r refuses %d Hz (%s); opening at %d Hz and resampling",
-                     self.device_info.name, SAMPLE_RATE, e, rate)
-            try:
-                stream = self._make_stream(sd, rate)
-            except Exception as e2:
-                raise DeviceError(f"Microphone '{self.device_info.name}' could not be opened: {e2}. "
-                                  "Run `avatarcam devices` to list the available ones.") from e2
+        stream, rate = open_stream(lambda r: self._make_stream(sd, r), self.device_info,
+                                   self._forced_rate or SAMPLE_RATE, "Microphone", fallback=self._forced_rate is None)
         self.device_rate = rate
         self._resampler = None if rate == SAMPLE_RATE else PolyphaseResampler(rate, SAMPLE_RATE)
         self._ring = _Ring(int(self._buffer_s * rate) + 4096)

@@ -34,6 +34,7 @@ import numpy as np
 import yaml
 
 from avatarcam.errors import AvatarCamError, ConfigError
+from engine.files import atomic_write_bytes, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -232,37 +233,10 @@ def square_crop(img, size: int = IMAGE_SIZE):
 
 # ------------------------------------------------------------------------------------------ files
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # Windows cannot open folders; its renames are durable enough
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _save_png(img, path: Path) -> None:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    _write_atomic(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), fsync=True)
 
 
 @contextlib.contextmanager
@@ -478,7 +452,7 @@ class AvatarLibrary:
                     avatar = Avatar(name=clean, slug=slug, folder=self.root / slug, created=_now(), **fields)
                     self._write_card(build, avatar)
                     os.replace(build, avatar.folder)
-                    _fsync_dir(self.root)
+                    fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
             raise
@@ -488,7 +462,7 @@ class AvatarLibrary:
     @staticmethod
     def _write_card(folder: Path, avatar: Avatar) -> None:
         text = yaml.safe_dump(avatar.card(), sort_keys=False, allow_unicode=True)
-        _write_atomic(folder / CARD_FILE, text.encode("utf-8"))
+        atomic_write_bytes(folder / CARD_FILE, text.encode("utf-8"), fsync=True)
 
     def add_image(self, path: str | Path, name: str | None = None, prompt: str = "") -> Avatar:
         """A new avatar from a picture; the name defaults to the file name (numbered if taken)."""
@@ -522,7 +496,7 @@ class AvatarLibrary:
             trash = self.root / f".trash-{secrets.token_hex(6)}"
             with _disk_errors(f"remove avatar {avatar.name!r}"):
                 os.replace(avatar.folder, trash)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         shutil.rmtree(trash, ignore_errors=True)
         log.info("removed avatar %r", avatar.name)
 
@@ -543,7 +517,7 @@ class AvatarLibrary:
                     if slug != avatar.slug:  # put the folder back: name and folder must agree
                         os.replace(renamed.folder, avatar.folder)
                     raise
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
         log.info("renamed avatar %r to %r", avatar.name, clean)
         return renamed
 

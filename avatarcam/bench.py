@@ -146,7 +146,6 @@ def run_bench(what: str, out: Path | None = None, steps: int | None = None, quic
         raise ConfigError(f"unknown benchmark '{what}' (engine, e2e, soak)")
     result = {"benchmark": what, "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"), **result}
     if out is not None:
-        from engine.checkpoints import atomic_write
-        text = json.dumps(result, indent=2)
-        atomic_write(Path(out), lambda tmp: Path(tmp).write_text(text))
+        from engine.files import atomic_write_text
+        atomic_write_text(out, json.dumps(result, indent=2))
     return result

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from avatarcam.audio import AudioDevice, close_stream, _sounddevice, resolve_device
-from avatarcam.errors import ConfigError, DeviceError
+from avatarcam.audio import AudioDevice, close_stream, open_stream, _sounddevice, resolve_device
+from avatarcam.errors import ConfigError
 from avatarcam.resample import PolyphaseResampler
 
 log = logging.getLogger(__name__)
@@ -82,18 +82,8 @@ class DelayedMicOutput:
     def open(self) -> "DelayedMicOutput":
         sd = _sounddevice()
         self.device_info = resolve_device(self.device, "output")
-        rate = self.sample_rate
-        try:
-            stream = self._make_stream(sd, rate)
-        except Exception as e:
-            rate = int(self.device_info.default_rate)
-            log.info("output %r refuses %d Hz (%s); playing at %d Hz", self.device_info.name,
-                     self.sample_rate, e, rate)
-            try:
-                stream = self._make_stream(sd, rate)
-            except Exception as e2:
-                raise DeviceError(f"Audio output '{self.device_info.name}' could not be opened: {e2}. "
-                                  "Run `avatarcam devices` to list the available ones.") from e2
+        stream, rate = open_stream(lambda r: self._make_stream(sd, r), self.device_info, self.sample_rate,
+                                   "Audio output")
         self.device_rate = rate
         self._resampler = None if rate == self.sample_rate else PolyphaseResampler(self.sample_rate, rate)
         self._ring = np.zeros(int((MAX_DELAY_S + 2.0) * rate), np.float32)

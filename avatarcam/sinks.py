@@ -12,7 +12,7 @@ import tempfile
 import threading
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -378,20 +378,20 @@ class FanoutSink(Sink):
         except Exception:
             log.exception("could not close %s after its failure", sink.name)
 
-    def send(self, frame: np.ndarray) -> None:
+    def _each(self, call: Callable[[Sink], None]) -> None:
+        """Call every live sink; one that raises is dropped and the others go on."""
         for s in list(self.active):
             try:
-                s.send(frame)
+                call(s)
             except Exception as e:
                 self._drop(s, e)
+
+    def send(self, frame: np.ndarray) -> None:
+        self._each(lambda s: s.send(frame))
         self.frames_sent += 1
 
     def send_audio(self, block: np.ndarray) -> None:
-        for s in list(self.active):
-            try:
-                s.send_audio(block)
-            except Exception as e:
-                self._drop(s, e)
+        self._each(lambda s: s.send_audio(block))
 
     def close(self) -> None:
         first: BaseException | None = None

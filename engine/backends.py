@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .config import StreamConfig
+from .files import atomic_write
 from .model import CausalDiT, Memory
 
 log = logging.getLogger(__name__)
@@ -256,13 +257,12 @@ def _tensorrt_program(model: CausalDiT, device: torch.device, dtype: torch.dtype
         engine = trt.dynamo.compile(exported, inputs=inputs, enabled_precisions={dtype}, truncate_double=True,
                                     min_block_size=1)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".ep.tmp")
-            try:
-                trt.save(engine, str(tmp), inputs=inputs)
-            except TypeError:       # torch-tensorrt >= 2.9 names it arg_inputs
-                trt.save(engine, str(tmp), arg_inputs=inputs)
-            os.replace(tmp, path)
+            def save(tmp: str) -> None:
+                try:
+                    trt.save(engine, tmp, inputs=inputs)
+                except TypeError:       # torch-tensorrt >= 2.9 names it arg_inputs
+                    trt.save(engine, tmp, arg_inputs=inputs)
+            atomic_write(path, save)
         return engine
 
     def run(sig: Signature, args: tuple):

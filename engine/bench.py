@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig, StreamConfig, replace, to_dict
+from .files import atomic_write_text
 from .model import CausalDiT
 from .sampler import SelfForcingSampler, StreamingSampler
 
@@ -498,24 +498,9 @@ def run_engine_bench(config: str = "toon", steps: int = 2000, sweep: bool | str 
     }
 
 
-def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    """Never a half-written file: a temp file in the same folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)          # mkstemp makes it 0600; a report is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_json(result: dict[str, Any], path: str | os.PathLike) -> Path:
-    return write_text_atomic(json.dumps(result, indent=2) + "\n", path)
+    """A report is for everyone to read: 0644, not mkstemp's 0600."""
+    return atomic_write_text(path, json.dumps(result, indent=2) + "\n", mode=0o644)
 
 
 def format_summary(result: dict[str, Any]) -> str:
@@ -574,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(result, args.out)
     text = format_summary(result)
     if args.md:
-        write_text_atomic(text + "\n", args.md)
+        atomic_write_text(args.md, text + "\n", mode=0o644)
     log.info("wrote %s\n%s", args.out, text)
     return 0
 

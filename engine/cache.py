@@ -19,6 +19,11 @@ from .model import Memory
 
 
 class StreamCache:
+    # Inference drops the autograd graph of what it stores and rolls the ring in place; training
+    # (ODE backfill) sets this to keep the graph, which needs the ring rebuilt out of place because
+    # earlier calls saved the old ring for their backward pass.
+    keep_graph = False
+
     def __init__(self, num_layers: int, temporal_frames: int):
         self.num_layers = num_layers
         self.capacity = temporal_frames
@@ -35,8 +40,8 @@ class StreamCache:
 
     def set_anchor(self, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
         """Store the reference frame's un-rotated keys and values (one frame per layer)."""
-        self.anchor_k = [k.detach() for k in keys]
-        self.anchor_v = [v.detach() for v in values]
+        self.anchor_k = [self._keep(k) for k in keys]
+        self.anchor_v = [self._keep(v) for v in values]
         self.tokens_per_frame = keys[0].shape[1]
 
     def push(self, keys: list[torch.Tensor], values: list[torch.Tensor], frames: int) -> None:
@@ -50,12 +55,20 @@ class StreamCache:
             self.ring_k = [k.new_zeros(shape(k)) for k in keys]
             self.ring_v = [v.new_zeros(shape(v)) for v in values]
         n_new = keep * s
-        for i in range(self.num_layers):
-            for ring, new in ((self.ring_k[i], keys[i]), (self.ring_v[i], values[i])):
-                if n_new < ring.shape[1]:
-                    ring[:, :-n_new] = ring[:, n_new:].clone()
-                ring[:, -n_new:] = new[:, -n_new:].detach()
+        if self.keep_graph:
+            n = self.capacity * s
+            self.ring_k = [torch.cat([r, k[:, -n_new:]], 1)[:, -n:] for r, k in zip(self.ring_k, keys)]
+            self.ring_v = [torch.cat([r, v[:, -n_new:]], 1)[:, -n:] for r, v in zip(self.ring_v, values)]
+        else:
+            for i in range(self.num_layers):
+                for ring, new in ((self.ring_k[i], keys[i]), (self.ring_v[i], values[i])):
+                    if n_new < ring.shape[1]:
+                        ring[:, :-n_new] = ring[:, n_new:].clone()
+                    ring[:, -n_new:] = new[:, -n_new:].detach()
         self.filled = min(self.capacity, self.filled + keep)
+
+    def _keep(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.keep_graph else t.detach()
 
     def memory(self, first_frame: int, style_anchor: bool, anchor_reindexed: bool) -> Memory | None:
         """Keys/values (and their relative positions) that a call starting at absolute `first_frame` sees."""

@@ -7,8 +7,6 @@ every missing, unexpected or mis-shaped key is listed in a single error.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig, StreamConfig, from_dict, to_dict
+from .files import atomic_write, atomic_write_text
 from .model import CausalDiT
 
 log = logging.getLogger(__name__)
@@ -111,23 +110,9 @@ def load_weights(model: CausalDiT, path: str | Path, **official: Any) -> CausalD
     return model
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write through a temp file in the same folder and rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(Path(path), lambda tmp: save_file(state, tmp))
+    atomic_write(Path(path), lambda tmp: save_file(state, tmp), mode=0o644)   # shipped: readable by all
 
 
 @dataclass
@@ -186,5 +171,5 @@ def save_card(card: ModelCard, folder: str | Path, model: torch.nn.Module | None
     if model is not None:
         save_weights(model, folder / card.weights)
     text = card.to_yaml()
-    atomic_write(folder / "model.yaml", lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(folder / "model.yaml", text, mode=0o644)
     return folder

@@ -24,9 +24,10 @@ from typing import Mapping
 import torch
 import yaml
 
-from .checkpoints import (CheckpointError, ModelCard, atomic_write, check_state_dict, load_card,
-                          read_official_checkpoint, save_card)
+from .checkpoints import (CheckpointError, ModelCard, check_state_dict, load_card, read_official_checkpoint,
+                          save_card)
 from .config import ModelConfig, StreamConfig
+from .files import atomic_write_text
 from .model import CausalDiT
 from .wan_vae import WanVAE, WanVAEConfig
 from .wan_vae import check_state_dict as check_vae_state
@@ -134,6 +135,15 @@ def _few(items: list[str], n: int = 6) -> str:
     return ", ".join(items[:n]) + (f" ... (+{len(items) - n} more)" if len(items) > n else "")
 
 
+def _accept_floats(report: Report, label: str, path: Path, state: Mapping[str, torch.Tensor], note: str = "") -> None:
+    """The last check of a weights file whose names and shapes fit: every tensor is floating point."""
+    bad = _non_float(state)
+    if bad:
+        report.problems.append(f"{label} {path.name}: non-float tensors {_few(bad)}")
+    else:
+        report.checked.append(f"{label} {path} ({len(state)} tensors{note}, {_dtype_names(state)})")
+
+
 # -- one check per component ------------------------------------------------------------------------
 def check_dit(path: Path, cfg: ModelConfig, report: Report) -> None:
     """The authors' `model.pt` (or our safetensors) against a meta-device DiT of `cfg`."""
@@ -156,11 +166,7 @@ def check_dit(path: Path, cfg: ModelConfig, report: Report) -> None:
     except CheckpointError as exc:
         report.problems.append(str(exc).replace("\n", "\n    "))
         return
-    bad = _non_float(state)
-    if bad:
-        report.problems.append(f"DiT {path.name}: non-float tensors {_few(bad)}")
-        return
-    report.checked.append(f"DiT {path} ({len(state)} tensors after LoRA merge, {_dtype_names(state)})")
+    _accept_floats(report, "DiT", path, state, " after LoRA merge")
 
 
 def check_vae(path: Path, cfg: WanVAEConfig, report: Report) -> None:
@@ -182,11 +188,7 @@ def check_vae(path: Path, cfg: WanVAEConfig, report: Report) -> None:
     except ValueError as exc:
         report.problems.append(f"Wan VAE {path.name}: {exc}")
         return
-    bad = _non_float(state)
-    if bad:
-        report.problems.append(f"Wan VAE {path.name}: non-float tensors {_few(bad)}")
-        return
-    report.checked.append(f"Wan VAE {path} ({len(state)} tensors, {_dtype_names(state)})")
+    _accept_floats(report, "Wan VAE", path, state)
 
 
 def _wav2vec_key(key: str) -> str:
@@ -383,8 +385,7 @@ def import_paper(files: PaperFiles, models_dir: str | os.PathLike, name: str | N
     if p.model.has_text:
         spec = {"encoder_id": DEFAULT_ENCODER_ID, "weights": str(paths["umt5"]), "tokenizer_dir": str(paths["tokenizer"]),
                 "model_dir": str(paths["t5"]) if paths["t5"] is not None else None, "cache_dir": "prompt_cache"}
-        text = yaml.safe_dump(spec, sort_keys=False)
-        atomic_write(folder / TEXT_SPEC_FILE, lambda tmp: Path(tmp).write_text(text))
+        atomic_write_text(folder / TEXT_SPEC_FILE, yaml.safe_dump(spec, sort_keys=False))
     log.info("imported %s into %s", name, folder)
     return folder, report
 

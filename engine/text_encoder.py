@@ -18,11 +18,12 @@ import html
 import logging
 import os
 import re
-import tempfile
 import unicodedata
 from pathlib import Path
 
 import torch
+
+from .files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +160,4 @@ class PromptCache:
 
     def _write(self, path: Path, embeds: torch.Tensor, metadata: dict[str, str]) -> None:
         from safetensors.torch import save_file
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({"prompt_embeds": embeds.contiguous()}, tmp, metadata=metadata)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: save_file({"prompt_embeds": embeds.contiguous()}, tmp, metadata=metadata))

@@ -23,20 +23,10 @@ from pathlib import Path
 
 import pytest
 
-_GLOBAL_INI = """[General]
-FirstRun=true
-LastVersion=486539266
-EnableAutoUpdates=false
-ConfirmOnExit=false
+from ui.xvfb import start_xvfb, stop_process
 
-[OBSWebSocket]
-FirstLoad=false
-ServerEnabled=true
-ServerPort={port}
-AlertsEnabled=false
-AuthRequired=true
-ServerPassword={password}
-"""
+# OBS's global.ini with {port} and {password}; tests/tools/start_obs.sh fills the same file
+GLOBAL_INI_TEMPLATE = Path(__file__).resolve().parent / "data" / "obs-global.ini"
 
 
 def require_obs() -> None:
@@ -59,38 +49,6 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-    """Signal, wait, and SIGKILL if it does not go; never raises for a dead process."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def start_xvfb() -> tuple[str, subprocess.Popen]:
-    """Start Xvfb on a free display (``-displayfd``); returns (":N", process)."""
-    r, w = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-        pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    buf = b""
-    try:
-        while not buf.endswith(b"\n"):
-            chunk = os.read(r, 16)
-            if not chunk:
-                stop_process(proc)
-                raise RuntimeError("Xvfb exited before reporting its display number")
-            buf += chunk
-    finally:
-        os.close(r)
-    return ":" + buf.decode().strip(), proc
-
-
 @dataclass
 class ObsServer:
     """One OBS instance: its config dir survives restarts, so a restart listens on the same port."""
@@ -105,7 +63,8 @@ class ObsServer:
     def write_config(self) -> None:
         ini = self.config_dir / "obs-studio" / "global.ini"
         ini.parent.mkdir(parents=True, exist_ok=True)
-        ini.write_text(_GLOBAL_INI.format(port=self.port, password=self.password))
+        template = GLOBAL_INI_TEMPLATE.read_text(encoding="utf-8")
+        ini.write_text(template.replace("{port}", str(self.port)).replace("{password}", self.password))
 
     def start(self, timeout: float = 60.0) -> "ObsServer":
         if not (self.config_dir / "obs-studio" / "global.ini").exists():
@@ -147,7 +106,7 @@ class ObsServer:
 @pytest.fixture(scope="module")
 def xvfb_display():
     require_obs()
-    display, proc = start_xvfb()
+    display, proc = start_xvfb("1280x720x24")
     yield display
     stop_process(proc)
 

@@ -15,6 +15,7 @@ import pytest
 
 from tests.fixtures_card import random_card  # noqa: F401
 from tests.fixtures_qt import speech_wav  # noqa: F401
+from ui.xvfb import start_xvfb, stop_process
 
 SCRIPT = textwrap.dedent('''
     import json, sys, time
@@ -67,38 +68,13 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def _start_xvfb():
-    r, w = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = os.read(r, 16)
-        if not chunk:
-            raise RuntimeError("Xvfb failed to start")
-        buf += chunk
-    os.close(r)
-    return ":" + buf.decode().strip(), proc
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture
 def x_with_tray():
     """A private Xvfb display with trayer owning the system tray selection."""
     for exe, pkg in (("Xvfb", "xvfb"), ("trayer", "trayer")):
         if shutil.which(exe) is None:
             pytest.skip(f"`{exe}` not installed (apt-get install {pkg})")
-    display, xvfb = _start_xvfb()
+    display, xvfb = start_xvfb()
     tray = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--SetDockType", "true"],
                             env=dict(os.environ, DISPLAY=display), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -106,8 +82,8 @@ def x_with_tray():
     try:
         yield display
     finally:
-        _stop(tray)
-        _stop(xvfb)
+        stop_process(tray)
+        stop_process(xvfb)
 
 
 def test_tray_menu_switches_avatars_and_starts_a_real_session(x_with_tray, tmp_path, random_card, speech_wav):

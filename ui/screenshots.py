@@ -18,37 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from ui.xvfb import start_xvfb, stop_process
+
 log = logging.getLogger(__name__)
 
 SEEDS = (17, 3, 42, 99, 1234)
 PAGES = ("live", "avatars", "anchors", "devices", "obs")
 WINDOW_SIZE = (1120, 760)
 _CHILD = "AVATARCAM_SCREENSHOT_CHILD"
-
-
-def _start_xvfb() -> tuple[str, subprocess.Popen]:
-    r, w = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = os.read(r, 16)
-        if not chunk:
-            raise RuntimeError("Xvfb did not start")
-        buf += chunk
-    os.close(r)
-    return ":" + buf.decode().strip(), proc
-
-
-def _stop(proc: subprocess.Popen | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _start_pulse(folder: Path, env: dict) -> subprocess.Popen | None:
@@ -82,7 +59,7 @@ def launch(out: Path, themes: list[str]) -> int:
     try:
         pulse = _start_pulse(scratch / "pulse", env)
         if shutil.which("Xvfb"):
-            display, xvfb = _start_xvfb()
+            display, xvfb = start_xvfb()
             env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
             if shutil.which("xsetroot"):  # a desktop-like backdrop behind the tray menu
                 subprocess.run(["xsetroot", "-solid", "#5B6478"], env=env, timeout=10)
@@ -99,9 +76,9 @@ def launch(out: Path, themes: list[str]) -> int:
         cmd = [sys.executable, "-m", "ui.screenshots", "--out", str(out), "--theme", *themes]
         return subprocess.run(cmd, env=env).returncode
     finally:
-        _stop(tray)
-        _stop(xvfb)
-        _stop(pulse)
+        stop_process(tray)
+        stop_process(xvfb)
+        stop_process(pulse)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

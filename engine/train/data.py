@@ -25,7 +25,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from engine.autoencoder import ToonAutoencoder
-from engine.checkpoints import atomic_write
+from engine.files import atomic_write, atomic_write_text
 from engine.logmel import LogMelEncoder
 from engine.train.dist import Dist, setup, teardown
 from engine.train.recipe import DataConfig, load_recipe
@@ -123,7 +123,7 @@ def build(cfg: DataConfig, out: str | Path, d: Dist) -> Path:
                 "autoencoder": asdict(ae.cfg) | {"enc_channels": list(ae.cfg.enc_channels),
                                                  "dec_channels": list(ae.cfg.dec_channels)},
                 "logmel": dict(cfg.logmel)}
-        atomic_write(out / INDEX, lambda tmp: Path(tmp).write_text(yaml.safe_dump(meta, sort_keys=False)))
+        atomic_write_text(out / INDEX, yaml.safe_dump(meta, sort_keys=False))
     d.barrier()
     return out
 

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import torch
 import torch.distributed as torch_dist
 
-from engine.checkpoints import atomic_write
+from engine.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class JsonlLog:
 def save_checkpoint(path: str | Path, state: dict[str, Any], d: Dist) -> None:
     """Rank 0 writes atomically (temp + rename); everybody waits so nobody reads a half-written file."""
     if d.is_main:
-        atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
     d.barrier()
 
 

@@ -21,16 +21,17 @@ from typing import Callable
 
 import torch
 
-from engine.checkpoints import load_weights, save_weights
+from engine.checkpoints import load_weights
 from engine.config import StreamConfig
 from engine.model import CausalDiT
 from engine.sampler import PendingBlock, StreamingSampler
 from engine.schedule import FlowSchedule, schedule_for
 from engine.train.data import LatentClips
-from engine.train.dist import Dist, JsonlLog, generator, setup, teardown
-from engine.train.loop import LOSSES, adamw, clip_and_step, resume_state, save_state, set_lr, stage_parser
+from engine.train.dist import Dist, JsonlLog, generator
+from engine.train.loop import (LOSSES, adamw, clip_and_step, restore_state, run_stage, save_final, save_state, set_lr,
+                               stage_parser, write_recipe)
 from engine.train.ode_backfill import OdePairs, check_levels, ode_loss
-from engine.train.recipe import DmdConfig, Recipe, load_recipe, replace_section
+from engine.train.recipe import DmdConfig, Recipe
 from engine.train.teacher import clip_x0, flow_matching_loss, sample_timesteps
 
 log = logging.getLogger(__name__)
@@ -140,16 +141,8 @@ def train(recipe: Recipe, data_dir: str | Path, teacher_path: str | Path, studen
     student = load_weights(CausalDiT(recipe.model), student_path).to(d.device).train()
     opt = adamw(student.parameters(), cfg.lr)
     fake_opt = adamw(fake.parameters(), cfg.fake_lr)
-    state = resume_state(out, resume)
-    start = 0
-    if state is not None:
-        student.load_state_dict(state["model"])
-        fake.load_state_dict(state["fake"])
-        opt.load_state_dict(state["optimizer"])
-        fake_opt.load_state_dict(state["fake_optimizer"])
-        start = state["step"]
-    if d.is_main:
-        (out / "recipe.yaml").write_text(recipe.to_yaml())
+    start = restore_state(out, resume, model=student, fake=fake, optimizer=opt, fake_optimizer=fake_opt)
+    write_recipe(out, recipe, d)
     losses = JsonlLog(out / LOSSES, d)
     k = max(1, cfg.fake_per_student)
     iterations = cfg.steps * k
@@ -194,12 +187,8 @@ def train(recipe: Recipe, data_dir: str | Path, teacher_path: str | Path, studen
         if done % (cfg.ckpt_every * k) == 0 or done == iterations:
             save_state(out, done, d, model=student, fake=fake, optimizer=opt, fake_optimizer=fake_opt)
     bar.close()
-    d.assert_in_sync(student, "dmd student")
     d.assert_in_sync(fake, "dmd fake score")
-    if d.is_main:
-        save_weights(student, out / WEIGHTS)
-    d.barrier()
-    return out / WEIGHTS
+    return save_final(student, out / WEIGHTS, d, "dmd student")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,14 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--student", required=True, help="student weights after ODE backfill")
     p.add_argument("--pairs", help="ODE trajectories folder (needed when dmd.ode_weight > 0)")
     args = p.parse_args(argv)
-    recipe = load_recipe(args.config)
-    if args.steps is not None:
-        recipe = replace_section(recipe, "dmd", steps=args.steps)
-    d = setup(args.device, threads=recipe.threads or None)
-    try:
-        train(recipe, args.data, args.teacher, args.student, args.out, d, resume=args.resume, pairs_dir=args.pairs)
-    finally:
-        teardown(d)
+    run_stage(args, "dmd", lambda recipe, d: train(recipe, args.data, args.teacher, args.student, args.out, d,
+                                                   resume=args.resume, pairs_dir=args.pairs))
 
 
 if __name__ == "__main__":

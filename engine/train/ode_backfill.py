@@ -26,15 +26,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.cache import StreamCache
-from engine.checkpoints import atomic_write, load_weights, save_weights
+from engine.checkpoints import load_weights
 from engine.config import StreamConfig
+from engine.files import atomic_write
 from engine.model import CausalDiT
 from engine.sampler import CallRecord, plan_windows
 from engine.schedule import FlowSchedule, schedule_for
 from engine.train.data import LatentClips
-from engine.train.dist import Dist, JsonlLog, generator, setup, teardown
-from engine.train.loop import LOSSES, adamw, clip_and_step, resume_state, save_state, set_lr, stage_parser
-from engine.train.recipe import OdeConfig, Recipe, load_recipe, replace_section
+from engine.train.dist import Dist, generator
+from engine.train.loop import adamw, restore_state, run_stage, save_final, stage_parser, train_steps, write_recipe
+from engine.train.recipe import OdeConfig, Recipe
 from engine.train.teacher import teacher_ode
 
 log = logging.getLogger(__name__)
@@ -71,22 +72,7 @@ def window_specs(n_blocks: int, window: int, tail: bool = True) -> list[WindowSp
 class GradCache(StreamCache):
     """The engine's cache, positions and all, but keeping the autograd graph of the anchors."""
 
-    def set_anchor(self, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
-        self.anchor_k, self.anchor_v = list(keys), list(values)
-        self.tokens_per_frame = keys[0].shape[1]
-
-    def push(self, keys: list[torch.Tensor], values: list[torch.Tensor], frames: int) -> None:
-        if self.capacity == 0:
-            return
-        s = keys[0].shape[1] // frames
-        keep = min(frames, self.capacity)
-        if self.ring_k is None:
-            self.ring_k = [k.new_zeros(k.shape[0], self.capacity * s, *k.shape[2:]) for k in keys]
-            self.ring_v = [v.new_zeros(v.shape[0], self.capacity * s, *v.shape[2:]) for v in values]
-        n = self.capacity * s
-        self.ring_k = [torch.cat([r, k[:, -keep * s:]], 1)[:, -n:] for r, k in zip(self.ring_k, keys)]
-        self.ring_v = [torch.cat([r, v[:, -keep * s:]], 1)[:, -n:] for r, v in zip(self.ring_v, values)]
-        self.filled = min(self.capacity, self.filled + keep)
+    keep_graph = True
 
 
 def reference_cond(ref: torch.Tensor, frames: int, anchor: bool = False) -> torch.Tensor:
@@ -118,8 +104,7 @@ def student_window(model: CausalDiT, stream: StreamConfig, schedule: FlowSchedul
     levels = schedule.levels(stream)
     if stream.passes != 1:
         raise ValueError(f"ODE backfill trains one pass per level; stream.passes={stream.passes}")
-    cache = GradCache(cfg.num_layers, stream.temporal_frames) if grad_anchors else StreamCache(
-        cfg.num_layers, stream.temporal_frames)
+    cache = (GradCache if grad_anchors else StreamCache)(cfg.num_layers, stream.temporal_frames)
     with torch.set_grad_enabled(grad_anchors and torch.is_grad_enabled()):
         # style anchor: the reference frame alone at t=0 (silent unless anchor_audio_zero is off)
         anchor_audio = (audio.new_zeros(audio.shape[0], cfg.audio_pack, audio.shape[-1]) if stream.anchor_audio_zero
@@ -251,49 +236,18 @@ def train(recipe: Recipe, data_dir: str | Path, teacher_path: str | Path, out: s
     student = load_weights(CausalDiT(recipe.model), teacher_path).to(d.device).train()
     del teacher
     opt = adamw(student.parameters(), cfg.lr)
-    state = resume_state(out, resume)
-    start = 0
-    if state is not None:
-        student.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = state["step"]
-    if d.is_main:
-        (out / "recipe.yaml").write_text(recipe.to_yaml())
-    losses = JsonlLog(out / LOSSES, d)
-    bar = d.progress(cfg.steps, start, "ODE backfill")
-    for step in range(start, cfg.steps):
-        gen = generator(cfg.seed, step, d.rank)
-        lr = set_lr(opt, cfg.lr, step, cfg.warmup)
-        loss = ode_loss(student, recipe, schedule, pairs, cfg.batch, gen, d.device)
-        loss.backward()
-        norm = clip_and_step(opt, student.parameters(), cfg.grad_clip, d)
-        mean_loss = d.mean(loss.detach())
-        if (step + 1) % cfg.log_every == 0 or step == start:
-            losses.write(step + 1, loss=mean_loss, grad_norm=norm, lr=lr)
-        bar.update(1)
-        bar.set_postfix(loss=f"{mean_loss:.4f}")
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_state(out, step + 1, d, model=student, optimizer=opt)
-    bar.close()
-    d.assert_in_sync(student, "ode_backfill student")
-    if d.is_main:
-        save_weights(student, out / WEIGHTS)
-    d.barrier()
-    return out / WEIGHTS
+    start = restore_state(out, resume, model=student, optimizer=opt)
+    write_recipe(out, recipe, d)
+    train_steps(student, opt, cfg, out, start, d, "ODE backfill",
+                lambda step, gen: (ode_loss(student, recipe, schedule, pairs, cfg.batch, gen, d.device), {}))
+    return save_final(student, out / WEIGHTS, d, "ode_backfill student")
 
 
 def main(argv: list[str] | None = None) -> None:
     p = stage_parser(__doc__)
     p.add_argument("--teacher", required=True, help="teacher weights (teacher.safetensors)")
     args = p.parse_args(argv)
-    recipe = load_recipe(args.config)
-    if args.steps is not None:
-        recipe = replace_section(recipe, "ode", steps=args.steps)
-    d = setup(args.device, threads=recipe.threads or None)
-    try:
-        train(recipe, args.data, args.teacher, args.out, d, resume=args.resume)
-    finally:
-        teardown(d)
+    run_stage(args, "ode", lambda recipe, d: train(recipe, args.data, args.teacher, args.out, d, resume=args.resume))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
-from engine.checkpoints import ModelCard, atomic_write, save_card
+from engine.checkpoints import ModelCard, save_card
+from engine.files import atomic_write, atomic_write_text
 from engine.logmel import LogMelEncoder
 from engine.train import data as data_stage
 from engine.train import dmd, ode_backfill, teacher
@@ -50,14 +51,14 @@ def write_card(recipe: Recipe, student_weights: Path, folder: str | Path) -> Pat
     for src in (ae, ae.with_suffix(".yaml")):
         target = folder / (Path(AUTOENCODER).stem + src.suffix)
         if src.resolve() != target.resolve():
-            atomic_write(target, lambda tmp, src=src: shutil.copyfile(src, tmp))
+            atomic_write(target, lambda tmp, src=src: shutil.copyfile(src, tmp), mode=0o644)
     card = ModelCard(
         name=recipe.name, model=recipe.model, stream=recipe.stream, fps=recipe.data.fps,
         width=recipe.data.image_size, height=recipe.data.image_size, video_frames_per_latent=1,
         audio={"encoder": "logmel", **logmel_settings(recipe.data.logmel)},
         decoder={"kind": "toon", "weights": AUTOENCODER},
         description="Toon avatar student distilled by engine.train.pipeline (teacher -> ODE backfill -> DMD).")
-    atomic_write(folder / card.weights, lambda tmp: shutil.copyfile(student_weights, tmp))
+    atomic_write(folder / card.weights, lambda tmp: shutil.copyfile(student_weights, tmp), mode=0o644)
     save_card(card, folder)
     size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
     if size > MAX_CARD_BYTES:
@@ -92,7 +93,7 @@ def run(recipe: Recipe, out: str | Path, d: Dist, card: str | Path | None = None
     folder = Path(card) if card else out / "card"
     if d.is_main:
         write_card(recipe, s_path, folder)
-        atomic_write(out / "timings.json", lambda tmp: Path(tmp).write_text(json.dumps(timings, indent=1)))
+        atomic_write_text(out / "timings.json", json.dumps(timings, indent=1))
     d.barrier()
     return folder
 

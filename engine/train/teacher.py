@@ -19,14 +19,13 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoints import save_weights
 from engine.config import StreamConfig
 from engine.model import CausalDiT
 from engine.schedule import FlowSchedule, schedule_for
 from engine.train.data import LatentClips
-from engine.train.dist import Dist, JsonlLog, generator, setup, teardown
-from engine.train.loop import LOSSES, adamw, clip_and_step, resume_state, save_state, set_lr, stage_parser
-from engine.train.recipe import Recipe, TeacherConfig, load_recipe, replace_section
+from engine.train.dist import Dist, generator
+from engine.train.loop import adamw, restore_state, run_stage, save_final, stage_parser, train_steps, write_recipe
+from engine.train.recipe import Recipe, TeacherConfig
 
 log = logging.getLogger(__name__)
 
@@ -139,54 +138,27 @@ def train(recipe: Recipe, data_dir: str | Path, out: str | Path, d: Dist, resume
     bf = recipe.stream.block_frames
     model = build_teacher(recipe, cfg.seed).to(d.device).train()
     opt = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
-    state = resume_state(out, resume)
-    start = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = state["step"]
+    start = restore_state(out, resume, model=model, optimizer=opt)
     d.broadcast_module(model)
-    if d.is_main:
-        (out / "recipe.yaml").write_text(recipe.to_yaml())
-    losses = JsonlLog(out / LOSSES, d)
-    bar = d.progress(cfg.steps, start, "teacher")
+    write_recipe(out, recipe, d)
     lengths = list(range(max(bf, cfg.min_frames // bf * bf), cfg.frames + 1, bf)) or [cfg.frames]
-    for step in range(start, cfg.steps):
-        gen = generator(cfg.seed, step, d.rank)
+
+    def loss_fn(step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         frames = lengths[int(torch.randint(0, len(lengths), (1,), generator=generator(cfg.seed, step, 0, 1)))]
         x0, audio, ref = data.batch(cfg.batch, frames, gen)
         t = sample_timesteps(schedule, cfg.batch, frames, bf, cfg.block_noise, gen)
         noise = torch.randn(x0.shape, generator=gen)
-        lr = set_lr(opt, cfg.lr, step, cfg.warmup)
         loss = flow_matching_loss(model, x0.to(d.device), ref.to(d.device), audio.to(d.device), t.to(d.device),
                                   noise.to(d.device), schedule)
-        loss.backward()
-        norm = clip_and_step(opt, model.parameters(), cfg.grad_clip, d)
-        mean_loss = d.mean(loss.detach())
-        if (step + 1) % cfg.log_every == 0 or step == start:
-            losses.write(step + 1, loss=mean_loss, grad_norm=norm, lr=lr, frames=frames)
-        bar.update(1)
-        bar.set_postfix(loss=f"{mean_loss:.4f}")
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_state(out, step + 1, d, model=model, optimizer=opt)
-    bar.close()
-    d.assert_in_sync(model, "teacher model")
-    if d.is_main:
-        save_weights(model, out / WEIGHTS)
-    d.barrier()
-    return out / WEIGHTS
+        return loss, {"frames": frames}
+
+    train_steps(model, opt, cfg, out, start, d, "teacher", loss_fn)
+    return save_final(model, out / WEIGHTS, d, "teacher model")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = stage_parser(__doc__).parse_args(argv)
-    recipe = load_recipe(args.config)
-    if args.steps is not None:
-        recipe = replace_section(recipe, "teacher", steps=args.steps)
-    d = setup(args.device, threads=recipe.threads or None)
-    try:
-        train(recipe, args.data, args.out, d, resume=args.resume)
-    finally:
-        teardown(d)
+    run_stage(args, "teacher", lambda recipe, d: train(recipe, args.data, args.out, d, resume=args.resume))
 
 
 if __name__ == "__main__":

@@ -7,21 +7,9 @@ PORT=${1:-4455}
 PASSWORD=${2:-avatarcam-dev}
 DIR=$(mktemp -d -t avatarcam-obs.XXXXXX)
 mkdir -p "$DIR/obs-studio"
-cat > "$DIR/obs-studio/global.ini" <<INI
-[General]
-FirstRun=true
-LastVersion=486539266
-EnableAutoUpdates=false
-ConfirmOnExit=false
-
-[OBSWebSocket]
-FirstLoad=false
-ServerEnabled=true
-ServerPort=$PORT
-AlertsEnabled=false
-AuthRequired=true
-ServerPassword=$PASSWORD
-INI
+ini="$(cat "$(dirname "$0")/../data/obs-global.ini")"   # the same file the test fixtures fill
+ini="${ini//\{port\}/"$PORT"}"
+printf '%s\n' "${ini//\{password\}/"$PASSWORD"}" >"$DIR/obs-studio/global.ini"
 exec 3>"$DIR/display"
 Xvfb -displayfd 3 -screen 0 1280x720x24 -nolisten tcp 2>/dev/null &
 XVFB_PID=$!
