@@ -80,9 +80,10 @@ class BenchSetup:
 
 
 def toon_model() -> ModelConfig:
-    """The size we ship for CPU real time: 64 tokens per frame, log-mel audio, no text."""
-    return ModelConfig(dim=256, num_heads=8, num_layers=8, ffn_dim=1024, in_dim=33, out_dim=16, text_dim=0,
-                       text_len=0, freq_dim=256, audio_dim=128, audio_pack=1, audio_hidden=32)
+    """The size we ship for CPU real time (the recipe's model: 64 tokens per frame, log-mel, no text)."""
+    from .train.recipe import load_recipe
+    recipe = Path(__file__).resolve().parent / "train" / "configs" / "toon.yaml"
+    return load_recipe(recipe).model
 
 
 def _stream(block_frames: int) -> StreamConfig:
