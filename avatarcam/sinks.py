@@ -31,6 +31,12 @@ def _check_frame(frame: np.ndarray) -> None:
         raise ValueError(f"a frame must be a uint8 HxWx3 RGB array, got {got}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class Sink:
     """Base sink: context manager; ``send`` frames, optionally ``send_audio`` 16 kHz blocks."""
 
@@ -309,6 +315,7 @@ class VideoFile(Sink):
                 self._container = None
                 with open(self._tmp, "rb+") as f:
                     os.fsync(f.fileno())
+                os.chmod(self._tmp, 0o666 & ~_umask())   # a normal user file, not mkstemp's 0600
                 os.replace(self._tmp, self.path)
                 self._tmp = None
             except BaseException:
