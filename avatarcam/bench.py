@@ -60,9 +60,11 @@ def _avatar() -> np.ndarray:
     return render_portrait(random_identity(0), 256)
 
 
-def bench_e2e(model: str | None = None, seconds: float = 20.0, block_ms: int = 20) -> dict:
+def bench_e2e(model: str | None = None, seconds: float = 20.0, block_ms: int = 20, threads: int = 0) -> dict:
     """Audio -> features -> step -> decode as fast as possible: can it keep up with real time?"""
     from engine.stream import open_stream
+    from .session import set_threads
+    set_threads(threads)              # the session's thread policy, so the numbers are the app's
     stream = open_stream(model)
     stream.start(_avatar())
     pcm = _voice(seconds)
@@ -87,6 +89,8 @@ def bench_e2e(model: str | None = None, seconds: float = 20.0, block_ms: int = 2
         "decode_ms_per_block_p50": round(float(np.percentile(dec, 50)), 3),
         "features_and_rest_ms_per_frame": round(per_frame_ms - (step.sum() + dec.sum()) / max(frames, 1), 3),
         "expected_latency_ms": round(stream.expected_latency_s * 1000, 1),
+        "torch_threads": __import__("torch").get_num_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "rss_mb": round(rss_mb(), 1),
     }
 
