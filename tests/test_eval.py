@@ -44,7 +44,8 @@ def test_eval_json_has_every_section_and_field(quick_run):
                            "speaking_mean_open", "silent_closed_fraction"}
     assert pooled["lags"] == list(range(-6, 7))
     assert len(r["lipsync"]["clips"]) == 2
-    assert set(r["lipsync"]["targets"]) == {"offset_within_1_frame", "r_at_least_0.8", "closed_in_silence"}
+    assert set(r["lipsync"]["targets"]) == {"offset_within_1_frame", "r_at_least_0.8", "closed_in_silence",
+                                          "opens_when_speaking"}
     assert set(r["lipsync"]["ceiling"]) >= {"r_lag0", "best_lag", "silent_mean_open"}
     trace = r["lipsync"]["trace"]
     assert len(trace["truth"]) == len(trace["probe"]) == len(trace["probe_on_truth_frames"]) == 75
