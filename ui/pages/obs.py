@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QSizePolicy, QSpinBox,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSizePolicy, QSpinBox,
                                QWidget)
 
 from avatarcam.errors import AvatarCamError
@@ -30,6 +30,19 @@ def fetch_obs_lists(cfg: ObsConfig, timeout: float = 5.0) -> dict:
     finally:
         ctl.close(timeout=2.0)
 
+
+
+def action_row(label: str, slot) -> tuple[QHBoxLayout, QPushButton, QLabel]:
+    """A button on the left and the inline note it answers with beside it (Test, Fill from OBS)."""
+    row = QHBoxLayout()
+    row.setSpacing(GRID)
+    button = QPushButton(label)
+    button.clicked.connect(slot)
+    button.setSizePolicy(QSizePolicy.Maximum, QSizePolicy.Fixed)
+    row.addWidget(button, 0, Qt.AlignLeft)
+    message = inline_message("note")
+    row.addWidget(message, 1)
+    return row, button, message
 
 class ObsPage(Page):
     key = "obs"
@@ -66,14 +79,7 @@ class ObsPage(Page):
         form.addRow("Password", self.password)
         conn.add(form)
         conn.add(muted("The password is stored in your settings file, which only your user account can read."))
-        trow = QHBoxLayout()
-        trow.setSpacing(GRID)
-        self.test_btn = QPushButton("Test connection")
-        self.test_btn.clicked.connect(self.test)
-        self.test_btn.setSizePolicy(QSizePolicy.Maximum, QSizePolicy.Fixed)
-        trow.addWidget(self.test_btn, 0, Qt.AlignLeft)
-        self.test_msg = inline_message("note")
-        trow.addWidget(self.test_msg, 1)
+        trow, self.test_btn, self.test_msg = action_row("Test connection", self.test)
         conn.add(trow)
         self.body.addWidget(conn)
 
@@ -89,14 +95,7 @@ class ObsPage(Page):
         self.mic_input = self._combo()
         sform.addRow("Microphone input", self.mic_input)
         scene.add(sform)
-        frow = QHBoxLayout()
-        frow.setSpacing(GRID)
-        self.fill_btn = QPushButton("Fill from OBS")
-        self.fill_btn.clicked.connect(self.fill_from_obs)
-        self.fill_btn.setSizePolicy(QSizePolicy.Maximum, QSizePolicy.Fixed)
-        frow.addWidget(self.fill_btn, 0, Qt.AlignLeft)
-        self.fill_msg = inline_message("note")
-        frow.addWidget(self.fill_msg, 1)
+        frow, self.fill_btn, self.fill_msg = action_row("Fill from OBS", self.fill_from_obs)
         scene.add(frow)
         self.body.addWidget(scene)
 
