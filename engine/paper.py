@@ -13,6 +13,7 @@ card format has no text section yet.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import os
 import shutil
@@ -29,6 +30,7 @@ from .checkpoints import (CheckpointError, ModelCard, check_state_dict, load_car
 from .config import ModelConfig, StreamConfig
 from .files import atomic_write_text
 from .model import CausalDiT
+from .wan_umt5 import convert_wan_umt5, read_wan_umt5, wan_umt5_config
 from .wan_vae import WanVAE, WanVAEConfig
 from .wan_vae import check_state_dict as check_vae_state
 
@@ -164,7 +166,7 @@ def check_dit(path: Path, cfg: ModelConfig, report: Report) -> None:
     try:
         check_state_dict(model, state, what=f"DiT {path.name}")
     except CheckpointError as exc:
-        report.problems.append(str(exc).replace("\n", "\n    "))
+        report.problems.append(_indent(exc))
         return
     _accept_floats(report, "DiT", path, state, " after LoRA merge")
 
@@ -267,14 +269,58 @@ def check_wav2vec(folder: Path, audio_dim: int, report: Report) -> None:
         report.checked.append(f"wav2vec2 {folder} ({feature_dim(cfg)} features per video frame)")
 
 
-def check_umt5(files: PaperFiles, text_dim: int, min_bytes: int, report: Report) -> None:
-    """umT5-XXL: the Wan .pth exists and has a plausible size; the tokenizer folder; an HF encoder if given."""
+def _indent(exc: Exception) -> str:
+    """A multi-line error as one report entry whose later lines sit under its bullet."""
+    return str(exc).replace("\n", "\n    ")
+
+
+def check_umt5_weights(path: Path, text_dim: int, report: Report) -> str | None:
+    """The Wan umT5 .pth's tensor names, shapes and dtypes against the umT5 architecture and the DiT.
+
+    Returns "N layers, width W, dtypes" when everything fits, else None with every problem in
+    `report`. The file is memory-mapped and only shapes and dtypes are looked at, so checking the
+    11 GB download reads little more than its index.
+    """
+    if importlib.util.find_spec("transformers") is None:  # wan_umt5_config builds a transformers UMT5Config
+        report.problems.append("umT5: the paper model needs transformers: pip install 'avatarcam[paper]'")
+        return None
+    try:
+        state = read_wan_umt5(path)
+    except ValueError as exc:  # not a plain state dict of tensors; the message names the path
+        report.problems.append(f"umT5: {_indent(exc)}")
+        return None
+    except Exception as exc:  # a truncated zip, a foreign format ...: one entry, not a crash of the report
+        report.problems.append(f"umT5: cannot read {path} as a weights-only torch file ({exc})")
+        return None
     before = len(report.problems)
+    config = None
+    try:
+        config = wan_umt5_config(state)
+        convert_wan_umt5(state)  # every key must belong to the encoder
+    except ValueError as exc:
+        report.problems.append(f"umT5: {path.name}: {_indent(exc)}")
+    if config is not None and config.d_model != text_dim:
+        report.problems.append(f"umT5: {path.name}: width (d_model) {config.d_model}, the DiT cross-attends to "
+                               f"{text_dim}")
+    bad = _non_float(state)
+    if bad:
+        report.problems.append(f"umT5: {path.name}: tensors not in bf16/fp16/fp32: {_few(bad)}")
+    if config is None or len(report.problems) > before:
+        return None
+    return f"{config.num_layers} layers, width {config.d_model}, {_dtype_names(state)}"
+
+
+def check_umt5(files: PaperFiles, text_dim: int, min_bytes: int, report: Report) -> None:
+    """umT5-XXL: the Wan .pth (size, then every tensor); the tokenizer folder; an HF encoder if given."""
+    before = len(report.problems)
+    weights = None
     if not files.umt5.is_file():
         report.problems.append(f"umT5: no file at {files.umt5} (part of the Wan2.1-T2V-1.3B download)")
     elif files.umt5.stat().st_size < min_bytes:
         report.problems.append(f"umT5: {files.umt5} is {files.umt5.stat().st_size:,} bytes, expected at least "
                                f"{min_bytes:,} (an interrupted download?)")
+    else:
+        weights = check_umt5_weights(files.umt5, text_dim, report)
     if not files.tokenizer.is_dir() or not any(files.tokenizer.iterdir()):
         report.problems.append(f"umT5 tokenizer: no folder (or an empty one) at {files.tokenizer}")
     if files.t5_dir is not None:
@@ -291,7 +337,7 @@ def check_umt5(files: PaperFiles, text_dim: int, min_bytes: int, report: Report)
                 report.problems.append(f"umT5 encoder {files.t5_dir}: d_model {data.get('d_model')}, the DiT "
                                        f"cross-attends to {text_dim}")
     if len(report.problems) == before:
-        report.checked.append(f"umT5 {files.umt5} and tokenizer {files.tokenizer}"
+        report.checked.append(f"umT5 {files.umt5} ({weights}) and tokenizer {files.tokenizer}"
                               + (f", encoder {files.t5_dir}" if files.t5_dir else ""))
 
 
@@ -422,10 +468,20 @@ def verify_card(folder: str | os.PathLike) -> Report:
         if spec is None:
             report.problems.append(f"the model cross-attends to text but {card.root / TEXT_SPEC_FILE} is missing")
         else:
-            before = len(report.problems)
-            for key in ("weights", "tokenizer_dir", "model_dir"):
-                if spec.get(key) and not card.path(spec[key]).exists():
-                    report.problems.append(f"text encoder {key}: {card.path(spec[key])} does not exist")
-            if len(report.problems) == before:
-                report.checked.append(f"text encoder files ({spec.get('encoder_id')})")
+            _verify_text_spec(card, spec, report)
     return report
+
+
+def _verify_text_spec(card: ModelCard, spec: dict, report: Report) -> None:
+    """The card's text encoder files exist, and its Wan umT5 .pth still fits the DiT tensor by tensor."""
+    before = len(report.problems)
+    for key in ("weights", "tokenizer_dir", "model_dir"):
+        if spec.get(key) and not card.path(spec[key]).exists():
+            report.problems.append(f"text encoder {key}: {card.path(spec[key])} does not exist")
+    weights = card.path(spec["weights"]) if spec.get("weights") else None
+    summary = None
+    if weights is not None and weights.is_file():
+        summary = check_umt5_weights(weights, card.model.text_dim, report)
+    if len(report.problems) == before:
+        report.checked.append(f"text encoder files ({spec.get('encoder_id')}"
+                              + (f"; umT5 {summary}" if summary else "") + ")")

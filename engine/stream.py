@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ import torch
 from .checkpoints import CheckpointError, ModelCard, load_card
 from .config import replace
 from .sampler import SelfForcingSampler, StreamingSampler
+
+if TYPE_CHECKING:  # imported where used, so the stream does not pull in the text stack up front
+    from .text_encoder import HFTextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -217,23 +220,39 @@ class AvatarStream:
     def _prompt_embedding(self, prompt: str) -> torch.Tensor:
         """(text_len, text_dim) from the card's PromptCache; umT5 is loaded (then freed) only on a miss."""
         from .paper import text_spec
-        from .text_encoder import HFTextEncoder, PromptCache
+        from .text_encoder import PromptCache
         spec = text_spec(self.card)
         if spec is None:
             raise CheckpointError(f"model '{self.card.name}' needs a text prompt encoder but its card names none; "
                                   "re-import it with `avatarcam models import`")
         cache = PromptCache(self.card.path(spec.get("cache_dir", "prompt_cache")))
-        encoder = None
-        if spec.get("model_dir"):
-            encoder = HFTextEncoder(self.card.path(spec["model_dir"]),
-                                    self.card.path(spec["tokenizer_dir"]) if spec.get("tokenizer_dir") else None,
-                                    device=self.device, encoder_id=spec.get("encoder_id"))
+        encoder = self._text_encoder(spec)
         key = encoder.encoder_id if encoder is not None else spec.get("encoder_id", "")
         try:
             return cache.get(prompt, key, encoder)
         except KeyError as exc:
             raise CheckpointError(f"model '{self.card.name}': prompt {prompt!r} is not in the prompt cache and the "
-                                  "card has no HF-format umT5 encoder to encode it (import with --t5 DIR)") from exc
+                                  "card has no umT5 encoder to encode it: neither an HF-format folder (model_dir) "
+                                  "nor the Wan .pth (weights) plus its tokenizer folder (tokenizer_dir) is there; "
+                                  "re-import it with the Wan2.1 download") from exc
+
+    def _text_encoder(self, spec: dict) -> HFTextEncoder | None:
+        """The card's umT5 encoder (not loaded yet), or None when its files are absent.
+
+        An HF folder (``model_dir``) wins; otherwise the Wan download's ``.pth`` (``weights``) with
+        its tokenizer folder, run in bf16 as the authors do. Missing files give None rather than an
+        error, so prompts already in the cache still work.
+        """
+        from .text_encoder import HFTextEncoder
+        tokenizer = self.card.path(spec["tokenizer_dir"]) if spec.get("tokenizer_dir") else None
+        if spec.get("model_dir"):
+            return HFTextEncoder(self.card.path(spec["model_dir"]), tokenizer, device=self.device,
+                                 encoder_id=spec.get("encoder_id"))
+        weights = self.card.path(spec["weights"]) if spec.get("weights") else None
+        if weights is not None and weights.is_file() and tokenizer is not None and tokenizer.is_dir():
+            return HFTextEncoder(weights, tokenizer, device=self.device, dtype=torch.bfloat16,
+                                 encoder_id=spec.get("encoder_id"))
+        return None
 
     def push_audio(self, pcm: np.ndarray) -> list[np.ndarray]:
         """Add audio; returns the frames of every block that became clean (maybe none)."""

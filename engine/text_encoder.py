@@ -9,6 +9,10 @@ cleaned prompt and the encoder's identity.
 Encoding follows the authors: clean the text (ftfy, HTML unescape twice, whitespace collapse),
 tokenise to exactly 512 tokens (padding, truncation, EOS), run the encoder, zero every row at and
 after the true token count.
+
+The encoder is read from an HF folder (``config.json`` + weights) or straight from the Wan2.1
+download's ``models_t5_umt5-xxl-enc-bf16.pth`` (keys renamed on load, see ``wan_umt5``); the
+tokenizer folder is then given separately (the download's ``google/umt5-xxl``).
 """
 from __future__ import annotations
 
@@ -47,11 +51,18 @@ def clean_prompt(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-class HFTextEncoder:
-    """A tokenizer plus an HF ``UMT5EncoderModel``/``T5EncoderModel``, read from local folders only.
+def is_wan_file(model_dir: str | os.PathLike) -> bool:
+    """Whether ``model_dir`` is a Wan-layout ``.pth`` file rather than an HF folder."""
+    path = Path(model_dir)
+    return path.is_file() and path.suffix in (".pth", ".pt")
 
-    The model is loaded on first use and freed by ``unload()``; a later ``encode`` loads it again.
-    ``calls`` counts encoder forward passes (what a cache hit must avoid).
+
+class HFTextEncoder:
+    """A tokenizer plus an HF ``UMT5EncoderModel``/``T5EncoderModel``, read from local files only.
+
+    ``model_dir`` is an HF folder, or the Wan2.1 umT5 ``.pth`` (then ``tokenizer_dir`` is required,
+    as the file holds no tokenizer). The model is loaded on first use and freed by ``unload()``; a
+    later ``encode`` loads it again. ``calls`` counts encoder forward passes (what a cache hit must avoid).
     """
 
     def __init__(self, model_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike | None = None,
@@ -62,8 +73,16 @@ class HFTextEncoder:
         except ImportError as exc:
             raise ImportError("the umT5 text encoder needs `pip install transformers sentencepiece`") from exc
         self.model_dir = os.fspath(model_dir)
+        self.wan_file = is_wan_file(model_dir)
+        if self.wan_file and tokenizer_dir is None:
+            raise ValueError(f"{self.model_dir} is a Wan-layout umT5 file, which holds no tokenizer; pass "
+                             "tokenizer_dir (the google/umt5-xxl folder of the Wan2.1 download)")
         self.tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer_dir or model_dir), local_files_only=True)
-        self.config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
+        if self.wan_file:
+            from .wan_umt5 import read_wan_umt5, wan_umt5_config
+            self.config = wan_umt5_config(read_wan_umt5(self.model_dir))  # memory-mapped: only shapes are read
+        else:
+            self.config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
         if self.config.model_type not in ("umt5", "t5", "mt5"):
             raise ValueError(f"{self.model_dir}: expected a T5-family encoder, got model_type={self.config.model_type!r}")
         self.device = torch.device(device)
@@ -81,6 +100,11 @@ class HFTextEncoder:
 
     def load(self) -> None:
         if self.model is not None:
+            return
+        if self.wan_file:
+            from .wan_umt5 import load_wan_umt5
+            self.model = load_wan_umt5(self.model_dir, dtype=self.dtype, device=self.device)
+            log.info("loaded text encoder %s on %s", self.encoder_id, self.device)
             return
         from transformers import T5EncoderModel, UMT5EncoderModel
         cls = UMT5EncoderModel if self.config.model_type == "umt5" else T5EncoderModel

@@ -36,10 +36,12 @@ def write_tiny_recipe(folder: Path, **sections: dict) -> Path:
         "stream": dict(block_frames=2, timesteps=[1000, 600, 300], temporal_frames=2),
         "data": dict(clips=2, seconds=0.6, image_size=32, shard_clips=1, autoencoder=str(ae_path),
                      logmel=dict(n_mels=8, context_frames=2)),
-        "teacher": dict(steps=4, batch=2, frames=8, min_frames=4, ckpt_every=2, log_every=1),
-        "ode": dict(trajectories=4, ode_steps=4, gen_batch=2, steps=4, batch=2, ckpt_every=2, log_every=1),
+        "teacher": dict(steps=4, batch=2, frames=8, min_frames=4, ckpt_every=2, log_every=1, mouth_weight=8.0,
+                        audio_dropout=0.3),
+        "ode": dict(trajectories=4, ode_steps=4, gen_batch=2, steps=4, batch=2, ckpt_every=2, log_every=1,
+                    guidance=2.0, mouth_weight=8.0),
         "dmd": dict(steps=2, fake_per_student=2, batch=1, rollout_blocks=4, grad_blocks=1, ckpt_every=1,
-                    log_every=1),
+                    log_every=1, guidance=2.0),
     }
     for key, changes in sections.items():
         recipe[key] = {**recipe.get(key, {}), **changes}

@@ -3,14 +3,16 @@
 The real files (1.3B DiT, Wan VAE, wav2vec2-base, umT5-XXL) cannot be downloaded here, so each
 test set is built on the CPU from tiny random configurations in the official layouts: the DiT as
 an official `.pt` (`generator` entry, `model.` prefix, PEFT LoRA keys), the Wan VAE state dict,
-a wav2vec2 folder saved by transformers (CTC head, as on the hub), a tiny umT5 encoder and
-tokenizer. Import verifies against the "tiny" preset; the same code verifies "paper" (1.3B).
+a wav2vec2 folder saved by transformers (CTC head, as on the hub), a tiny random umT5 encoder
+(the same weights as the Wan download's bf16 `.pth` and as an HF folder) and its tokenizer.
+Import verifies against the "tiny" preset; the same code verifies "paper" (1.3B).
 """
 from __future__ import annotations
 
 import io
 import os
 import shutil
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -27,13 +29,19 @@ from avatarcam.models import format_list, import_model, list_models, verify_mode
 from engine.checkpoints import load_card  # noqa: E402
 from engine.config import ModelConfig  # noqa: E402
 from engine.model import CausalDiT  # noqa: E402
-from engine.paper import PRESETS, TEXT_SPEC_FILE, paper_stream  # noqa: E402
+from engine.paper import (PRESETS, TEXT_SPEC_FILE, UMT5_FILE, PaperFiles, paper_stream, text_spec,  # noqa: E402
+                          verify_files)
 from engine.stream import AvatarStream, WanDecoder  # noqa: E402
+from engine.text_encoder import HFTextEncoder, encode_prompt  # noqa: E402
 from engine.wan_vae import WanVAE, WanVAEConfig  # noqa: E402
+from tests.fixtures_umt5 import random_umt5, wan_umt5_state  # noqa: E402
 
 LORA_TARGETS = ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
                 "cross_attn.q", "cross_attn.k", "cross_attn.v", "cross_attn.o", "ffn.0", "ffn.2")
 SENTENCES = ["a person talking to the camera", "a woman with short hair smiles", "close-up portrait"]
+# umT5 sizes whose width is the tiny DiT's cross-attention width; the vocabulary covers the tokenizer's.
+TINY_UMT5 = dict(vocab_size=40, d_model=ModelConfig.tiny().text_dim, d_kv=8, num_heads=4, d_ff=32, num_layers=2,
+                 relative_attention_num_buckets=8)
 
 
 def official_dit(cfg: ModelConfig, path, rank: int = 4) -> CausalDiT:
@@ -85,16 +93,31 @@ def make_set(root, dit_cfg: ModelConfig | None = None, vae_cfg: WanVAEConfig | N
     torch.manual_seed(1)
     torch.save(WanVAE(vae_cfg or WanVAEConfig.tiny()).state_dict(), wan / "Wan2.1_VAE.pth")
     if umt5:
-        torch.save({"shared.weight": torch.zeros(4, 4)}, wan / "models_t5_umt5-xxl-enc-bf16.pth")
+        torch.save(wan_umt5_state(dtype=torch.bfloat16, **TINY_UMT5), wan / UMT5_FILE)
     tokenizer_to(wan / "google" / "umt5-xxl")
     wav2vec_to(root / "wav2vec2-base-960h", wav2vec_hidden)
     t5 = root / "umt5-encoder"
     tokenizer_to(t5)
-    cfg = transformers.UMT5Config(vocab_size=40, d_model=32, d_kv=8, num_heads=4, d_ff=32, num_layers=1,
-                                  relative_attention_num_buckets=8, feed_forward_proj="gated-gelu", dropout_rate=0.0)
-    transformers.UMT5EncoderModel(cfg).save_pretrained(t5)
+    random_umt5(**TINY_UMT5).save_pretrained(t5)
     return {"dit": str(root / "model.pt"), "wan": str(wan), "wav2vec": str(root / "wav2vec2-base-960h"),
             "t5": str(t5)}
+
+
+def with_umt5(files: dict, state: dict[str, torch.Tensor], root: Path) -> dict:
+    """`files` with the Wan folder copied under `root` and its umT5 file replaced by `state`."""
+    wan = shutil.copytree(files["wan"], root / "Wan2.1-T2V-1.3B")
+    torch.save(state, wan / UMT5_FILE)
+    return {**files, "wan": str(wan)}
+
+
+def paper_files(files: dict) -> PaperFiles:
+    return PaperFiles(dit=Path(files["dit"]), wan_dir=Path(files["wan"]), wav2vec_dir=Path(files["wav2vec"]),
+                      t5_dir=Path(files["t5"]) if files.get("t5") else None)
+
+
+def tone(seconds: float) -> np.ndarray:
+    """16 kHz mono float32 speech stand-in: a quiet 220 Hz sine."""
+    return (0.1 * np.sin(np.arange(int(16000 * seconds)) * 2 * np.pi * 220 / 16000)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +135,7 @@ def imported(good_set, tmp_path_factory):
 def test_a_matching_set_imports_into_a_card_that_loads(imported):
     _, folder, report = imported
     assert report.ok and len(report.checked) == 4
+    assert any(c.startswith("umT5 ") and "(2 layers, width 32, bfloat16)" in c for c in report.checked)
     card = load_card(folder)
     model = card.build()
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in CausalDiT(ModelConfig.tiny()).parameters())
@@ -200,6 +224,62 @@ def test_an_imported_card_streams_frames_from_audio_and_a_prompt(imported):
     stream.start(np.full((32, 32, 3), 90, np.uint8), prompt="a person talking to the camera")
     cache_files = list((imported[1] / "prompt_cache").glob("*.safetensors"))
     assert len(cache_files) == 1
-    pcm = (0.1 * np.sin(np.arange(16000 * 3) * 2 * np.pi * 220 / 16000)).astype(np.float32)
-    frames = stream.push_audio(pcm) + stream.flush()
+    frames = stream.push_audio(tone(3)) + stream.flush()
     assert len(frames) == 75 // 16 * 16 + 16 and frames[0].shape == (32, 32, 3) and frames[0].dtype == np.uint8
+
+
+# -- the umT5 file, tensor by tensor ---------------------------------------------------------------
+def test_a_umt5_file_narrower_than_the_dit_text_width_stops_the_import(good_set, tmp_path):
+    files = with_umt5(good_set, wan_umt5_state(**{**TINY_UMT5, "d_model": 16}), tmp_path)
+    with pytest.raises(ModelError) as err:
+        import_model(**files, config="tiny", imported_root=tmp_path / "models")
+    message = str(err.value)
+    assert "1 problem(s)" in message
+    assert f"umT5: {UMT5_FILE}: width (d_model) 16, the DiT cross-attends to 32" in message
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_missing_umt5_key_and_a_float64_tensor_are_named_in_one_report(good_set, tmp_path):
+    state = wan_umt5_state(dtype=torch.bfloat16, **TINY_UMT5)
+    del state["blocks.1.ffn.fc1.weight"]
+    state["norm.weight"] = state["norm.weight"].double()
+    report = verify_files(paper_files(with_umt5(good_set, state, tmp_path)), "tiny")
+    assert len(report.checked) == 3 and len(report.problems) == 2  # DiT, VAE and wav2vec2 fit
+    assert "missing 1 key(s): blocks.1.ffn.fc1.weight" in report.problems[0]
+    assert report.problems[1].endswith("tensors not in bf16/fp16/fp32: norm.weight (float64)")
+    assert "2 problem(s)" in report.text()
+
+
+def test_a_truncated_umt5_file_is_named(good_set, tmp_path):
+    files = with_umt5(good_set, wan_umt5_state(**TINY_UMT5), tmp_path)
+    path = Path(files["wan"]) / UMT5_FILE
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    report = verify_files(paper_files(files), "tiny")
+    assert len(report.problems) == 1 and report.problems[0].startswith(f"umT5: cannot read {path}")
+
+
+def test_verify_checks_the_umt5_tensors_of_an_imported_card(good_set, tmp_path):
+    files = with_umt5(good_set, wan_umt5_state(dtype=torch.bfloat16, **TINY_UMT5), tmp_path)
+    import_model(**files, name="swapped", config="tiny", imported_root=tmp_path / "m")
+    assert "umT5 2 layers, width 32" in verify_model("swapped", imported_root=tmp_path / "m").text()
+    torch.save(wan_umt5_state(**{**TINY_UMT5, "d_model": 16}), Path(files["wan"]) / UMT5_FILE)
+    report = verify_model("swapped", imported_root=tmp_path / "m")
+    assert len(report.problems) == 1 and "width (d_model) 16" in report.problems[0]
+
+
+def test_a_card_without_an_hf_umt5_folder_encodes_a_new_prompt_from_the_wan_file(good_set, tmp_path):
+    prompt = "a woman with short hair smiles"
+    files = {k: v for k, v in good_set.items() if k != "t5"}
+    folder, _ = import_model(**files, name="af-wan", config="tiny", imported_root=tmp_path)
+    card = load_card(folder)
+    spec = text_spec(card)
+    assert spec["model_dir"] is None
+    stream = AvatarStream(card)
+    stream.start(np.full((32, 32, 3), 90, np.uint8), prompt=prompt)
+    (cached,) = (folder / "prompt_cache").glob("*.safetensors")
+    from safetensors.torch import load_file
+    embeds = load_file(cached)["prompt_embeds"]
+    want = encode_prompt(prompt, HFTextEncoder(spec["weights"], spec["tokenizer_dir"], dtype=torch.bfloat16))
+    assert torch.equal(embeds, want) and embeds.shape[1] == 32 and bool(embeds.abs().sum() > 0)
+    frames = stream.push_audio(tone(1)) + stream.flush()
+    assert frames and frames[0].shape == (32, 32, 3) and frames[0].dtype == np.uint8

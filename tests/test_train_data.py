@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from engine.train.data import INDEX, LatentClips, build, shard_path
+from engine.train.data import INDEX, LatentClips, build, mouth_maps, mouth_weight, shard_path
 from engine.train.dist import Dist
 from engine.train.recipe import load_recipe, recipe_from_dict
 from tests.fixtures_train import tiny_data, tiny_recipe, torchrun  # noqa: F401
@@ -52,3 +52,34 @@ def test_recipe_rejects_unknown_keys():
         recipe_from_dict({"teacher": {"stepz": 3}})
     with pytest.raises(ValueError, match="unknown recipe sections"):
         recipe_from_dict({"trainer": {}})
+
+
+def test_mouth_map_finds_the_rendered_mouth_of_each_identity():
+    maps = mouth_maps([0, 1, 2, 3], 256, (16, 16))
+    assert maps.shape == (4, 16, 16) and float(maps.min()) >= 0.0
+    assert torch.allclose(maps.amax(dim=(1, 2)), torch.ones(4))
+    for m in maps:
+        row, col = divmod(int(m.argmax()), 16)
+        assert 8 <= row <= 11 and 6 <= col <= 9, (row, col)   # below the nose, centred: the lips
+        assert float(m[:4].max()) == 0.0                       # hair/forehead never move with the mouth
+        assert int((m > 0.2).sum()) < 48                        # a region, not the whole face
+
+
+def test_mouth_weight_has_mean_one_and_peaks_on_the_mouth():
+    mouth = mouth_maps([5], 256, (16, 16))
+    w = mouth_weight(mouth, 16.0)
+    assert w.shape == (1, 1, 1, 16, 16)
+    assert float(w.mean()) == pytest.approx(1.0, abs=1e-5)
+    assert float(w.max()) / float(w.min()) == pytest.approx(17.0, rel=1e-4)
+    assert int(w.flatten().argmax()) == int(mouth.flatten().argmax())
+
+
+def test_batches_carry_the_mouth_map_of_their_clip(tiny_recipe, tiny_data):
+    clips = LatentClips(tiny_data)
+    x, audio, ref, mouth = clips.batch_with_mouth(3, 6, torch.Generator().manual_seed(0))
+    assert mouth.shape == (3, 8, 8)
+    x2, _, _ = clips.batch(3, 6, torch.Generator().manual_seed(0))
+    assert torch.equal(x, x2)
+    for i in range(3):
+        clip = next(c for c in range(len(clips)) if torch.equal(clips.reference[c], ref[i]))
+        assert torch.equal(mouth[i], clips.mouth[clip])

@@ -161,7 +161,7 @@ def train(recipe: Recipe, data_dir: str | Path, teacher_path: str | Path, studen
         if student_turn:
             t = dmd_timesteps(schedule, x0.shape[0], x0.shape[1], cfg.t_min, cfg.t_max, gen).to(d.device)
             noise = torch.randn(x0.shape, generator=gen).to(d.device)
-            loss, info = dmd_loss(x0, lambda x, tt: clip_x0(teacher, ref, x, x_audio, tt, schedule),
+            loss, info = dmd_loss(x0, lambda x, tt: clip_x0(teacher, ref, x, x_audio, tt, schedule, cfg.guidance),
                                   lambda x, tt: clip_x0(fake, ref, x, x_audio, tt, schedule), schedule, t, noise)
             if pairs is not None:
                 reg = ode_loss(student, recipe, schedule, pairs, cfg.batch, gen, d.device)

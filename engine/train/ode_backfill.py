@@ -32,7 +32,7 @@ from engine.files import atomic_write
 from engine.model import CausalDiT
 from engine.sampler import CallRecord, plan_windows
 from engine.schedule import FlowSchedule, schedule_for
-from engine.train.data import LatentClips
+from engine.train.data import LatentClips, mouth_weight
 from engine.train.dist import Dist, generator
 from engine.train.loop import adamw, restore_state, run_stage, save_final, stage_parser, train_steps, write_recipe
 from engine.train.recipe import OdeConfig, Recipe
@@ -166,12 +166,12 @@ def generate_trajectories(recipe: Recipe, teacher: CausalDiT, data: LatentClips,
         if c % d.world == d.rank and not path.exists():
             n = min(cfg.gen_batch, cfg.trajectories - c * cfg.gen_batch)
             gen = generator(cfg.seed, c, 0, salt=2)
-            _, audio, ref = data.batch(n, frames, gen)
+            _, audio, ref, mouth = data.batch_with_mouth(n, frames, gen)
             noise = torch.randn(n, frames, *data.latent_shape, generator=gen)
             traj = teacher_ode(teacher, ref.to(d.device), audio.to(d.device), noise.to(d.device), cfg.ode_steps,
-                               recipe.stream)
+                               recipe.stream, guidance=cfg.guidance)
             tensors = {"levels": traj.levels.cpu().contiguous(), "x0": traj.x0.cpu().contiguous(),
-                       "audio": audio.contiguous(), "reference": ref.contiguous(),
+                       "audio": audio.contiguous(), "reference": ref.contiguous(), "mouth": mouth.contiguous(),
                        "level_t": torch.tensor(traj.level_t, dtype=torch.float64)}
             atomic_write(path, lambda tmp: save_file(tensors, tmp))
         bar.update(1)
@@ -181,7 +181,8 @@ def generate_trajectories(recipe: Recipe, teacher: CausalDiT, data: LatentClips,
 
 
 class OdePairs:
-    """All stored trajectories: levels (N, L, F, C, h, w), x0 (N, F, ...), audio (N, F, D), reference (N, C, h, w)."""
+    """All stored trajectories: levels (N, L, F, C, h, w), x0 (N, F, ...), audio (N, F, D), reference (N, C, h, w),
+    mouth maps (N, h, w)."""
 
     def __init__(self, folder: str | Path):
         files = sorted(Path(folder).glob("traj-*.safetensors"))
@@ -192,6 +193,9 @@ class OdePairs:
         self.x0 = torch.cat([p["x0"] for p in parts])
         self.audio = torch.cat([p["audio"] for p in parts])
         self.reference = torch.cat([p["reference"] for p in parts])
+        if any("mouth" not in p for p in parts):
+            raise ValueError(f"trajectories in {folder} predate mouth maps; delete the folder to regenerate them")
+        self.mouth = torch.cat([p["mouth"] for p in parts])
         self.level_t = parts[0]["level_t"].tolist()
 
     def __len__(self) -> int:
@@ -199,19 +203,23 @@ class OdePairs:
 
     def batch(self, size: int, gen: torch.Generator):
         idx = torch.randint(0, len(self), (size,), generator=gen)
-        return self.levels[idx], self.x0[idx], self.audio[idx], self.reference[idx]
+        return self.levels[idx], self.x0[idx], self.audio[idx], self.reference[idx], self.mouth[idx]
 
 
 def ode_loss(model: CausalDiT, recipe: Recipe, schedule: FlowSchedule, pairs: OdePairs, batch: int,
              gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    """One batch of windows (one geometry per batch): MSE of the student's x0 to the teacher's clean end."""
+    """One batch of windows (one geometry per batch): MSE of the student's x0 to the teacher's clean end,
+    weighted toward the mouth like the teacher's loss (`ode.mouth_weight`)."""
     bf, L = recipe.stream.block_frames, recipe.stream.window_blocks
-    levels, x0, audio, ref = (t.to(device) for t in pairs.batch(batch, gen))
+    levels, x0, audio, ref, mouth = (t.to(device) for t in pairs.batch(batch, gen))
     specs = window_specs(x0.shape[1] // bf, L, tail=recipe.ode.tail_windows)
     spec = specs[int(torch.randint(0, len(specs), (1,), generator=gen))]
     pred, _ = student_window(model, recipe.stream, schedule, spec, ref, x0, audio, window_input(levels, spec, bf),
                              grad_anchors=recipe.ode.grad_through_anchors)
-    return (pred.float() - window_target(x0, spec, bf).float()).pow(2).mean()
+    err = (pred.float() - window_target(x0, spec, bf).float()).pow(2)
+    if recipe.ode.mouth_weight:
+        err = err * mouth_weight(mouth, recipe.ode.mouth_weight)
+    return err.mean()
 
 
 def check_levels(pairs: OdePairs, recipe: Recipe) -> None:

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
+from engine.checkpoints import load_weights
 from engine.config import StreamConfig
 from engine.model import CausalDiT
 from engine.schedule import FlowSchedule, schedule_for
-from engine.train.data import LatentClips
+from engine.train.data import LatentClips, mouth_weight, resolve
 from engine.train.dist import Dist, generator
 from engine.train.loop import adamw, restore_state, run_stage, save_final, stage_parser, train_steps, write_recipe
 from engine.train.recipe import Recipe, TeacherConfig
@@ -56,9 +57,23 @@ def clip_flow(model: CausalDiT, ref: torch.Tensor, x: torch.Tensor, audio: torch
     return flow[:, 1:]
 
 
+def guided_flow(model: CausalDiT, ref: torch.Tensor, x: torch.Tensor, audio: torch.Tensor, t: torch.Tensor,
+                guidance: float = 1.0) -> torch.Tensor:
+    """Audio classifier-free guidance: unconditional + guidance * (conditional - unconditional).
+
+    The unconditional branch hears zero features (what audio dropout trains, and what the anchor
+    frame hears), not silence: silence is a condition, the mouth shut.
+    """
+    flow = clip_flow(model, ref, x, audio, t).float()
+    if guidance == 1.0:
+        return flow
+    uncond = clip_flow(model, ref, x, torch.zeros_like(audio), t).float()
+    return uncond + guidance * (flow - uncond)
+
+
 def clip_x0(model: CausalDiT, ref: torch.Tensor, x: torch.Tensor, audio: torch.Tensor, t: torch.Tensor,
-            schedule: FlowSchedule) -> torch.Tensor:
-    return schedule.x0_from_flow(x, clip_flow(model, ref, x, audio, t), t)
+            schedule: FlowSchedule, guidance: float = 1.0) -> torch.Tensor:
+    return schedule.x0_from_flow(x, guided_flow(model, ref, x, audio, t, guidance), t)
 
 
 def sample_timesteps(schedule: FlowSchedule, batch: int, frames: int, block_frames: int, block_noise: float,
@@ -74,11 +89,16 @@ def sample_timesteps(schedule: FlowSchedule, batch: int, frames: int, block_fram
 
 
 def flow_matching_loss(model: CausalDiT, x0: torch.Tensor, ref: torch.Tensor, audio: torch.Tensor,
-                       t: torch.Tensor, noise: torch.Tensor, schedule: FlowSchedule) -> torch.Tensor:
-    """MSE between the predicted flow and eps - x0 at x_t = (1 - sigma) x0 + sigma eps."""
+                       t: torch.Tensor, noise: torch.Tensor, schedule: FlowSchedule,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+    """(Weighted) MSE between the predicted flow and eps - x0 at x_t = (1 - sigma) x0 + sigma eps.
+
+    weight: optional (b, 1, 1, h, w) per-cell weights of mean 1 (`engine.train.data.mouth_weight`).
+    """
     x_t = schedule.add_noise(x0, noise, t)
     flow = clip_flow(model, ref, x_t, audio, t)
-    return (flow.float() - (noise - x0).float()).pow(2).mean()
+    err = (flow.float() - (noise - x0).float()).pow(2)
+    return (err * weight).mean() if weight is not None else err.mean()
 
 
 @dataclass
@@ -100,7 +120,7 @@ def ode_sigmas(schedule: FlowSchedule, steps: int, must_include: list[float]) ->
 
 @torch.no_grad()
 def teacher_ode(model: CausalDiT, ref: torch.Tensor, audio: torch.Tensor, noise: torch.Tensor, steps: int,
-                stream: StreamConfig, schedule: FlowSchedule | None = None) -> Trajectory:
+                stream: StreamConfig, schedule: FlowSchedule | None = None, guidance: float = 1.0) -> Trajectory:
     """Euler-integrate the teacher's flow from pure noise (sigma 1) to sigma 0.
 
     The grid holds the stream's level sigmas exactly, so the recorded states are the ODE's own
@@ -116,15 +136,22 @@ def teacher_ode(model: CausalDiT, ref: torch.Tensor, audio: torch.Tensor, noise:
         if s in level_sigma:
             states[s] = x.clone()
         t = x.new_full(x.shape[:2], s * schedule.num_train_timesteps)
-        flow = clip_flow(model, ref, x, audio, t).float()
+        flow = guided_flow(model, ref, x, audio, t, guidance)
         x = x + (s_next - s) * flow
     levels = torch.stack([states[s] for s in level_sigma], dim=1)
     return Trajectory(levels=levels, x0=x, level_t=level_t)
 
 
 def build_teacher(recipe: Recipe, seed: int) -> CausalDiT:
+    """A fresh teacher, or (teacher.init set) one starting from earlier teacher weights."""
     torch.manual_seed(seed)
-    return CausalDiT(recipe.model)
+    model = CausalDiT(recipe.model)
+    if recipe.teacher.init:
+        path = resolve(recipe.teacher.init)
+        if not path.is_file():
+            raise ValueError(f"teacher.init: no weights at {path}")
+        load_weights(model, path)
+    return model
 
 
 def train(recipe: Recipe, data_dir: str | Path, out: str | Path, d: Dist, resume: bool = False) -> Path:
@@ -145,11 +172,15 @@ def train(recipe: Recipe, data_dir: str | Path, out: str | Path, d: Dist, resume
 
     def loss_fn(step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         frames = lengths[int(torch.randint(0, len(lengths), (1,), generator=generator(cfg.seed, step, 0, 1)))]
-        x0, audio, ref = data.batch(cfg.batch, frames, gen)
+        x0, audio, ref, mouth = data.batch_with_mouth(cfg.batch, frames, gen)
         t = sample_timesteps(schedule, cfg.batch, frames, bf, cfg.block_noise, gen)
         noise = torch.randn(x0.shape, generator=gen)
-        loss = flow_matching_loss(model, x0.to(d.device), ref.to(d.device), audio.to(d.device), t.to(d.device),
-                                  noise.to(d.device), schedule)
+        drop = torch.rand(cfg.batch, generator=gen) < cfg.audio_dropout
+        audio = torch.where(drop[:, None, None], torch.zeros_like(audio), audio)
+        weight = mouth_weight(mouth, cfg.mouth_weight).to(d.device) if cfg.mouth_weight else None
+        with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss = flow_matching_loss(model, x0.to(d.device), ref.to(d.device), audio.to(d.device),
+                                      t.to(d.device), noise.to(d.device), schedule, weight)
         return loss, {"frames": frames}
 
     train_steps(model, opt, cfg, out, start, d, "teacher", loss_fn)
