@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dit", required=True, help="AvatarForcing checkpoints/model.pt")
     imp.add_argument("--wan", required=True, help="Wan2.1-T2V-1.3B folder (VAE, umT5, tokenizer)")
     imp.add_argument("--wav2vec", required=True, help="wav2vec2-base-960h folder")
-    imp.add_argument("--t5", help="HF-format umT5 encoder folder (needed to encode new prompts)")
+    imp.add_argument("--t5", help="optional HF-format umT5 encoder folder (default: the Wan download's umT5 .pth)")
     imp.add_argument("--name")
     imp.add_argument("--copy", action="store_true", help="copy the files (GBs) into the model folder")
     imp.add_argument("--config", choices=["paper", "tiny"], default="paper")
