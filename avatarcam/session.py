@@ -26,6 +26,7 @@ from .errors import AvatarCamError, DeviceError, ModelError
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
+AUDIO_BACKLOG_S = 0.5   # most live audio that may wait for the engine; older audio is dropped beyond it
 _END = object()
 
 
@@ -279,7 +280,11 @@ class Session:
                 self.obs.set_sync_offset_ms(s.obs.sync_offset_ms)
         paced = self.live is not None or o.preview or self.delayed_mic is not None
         self.paced = paced
-        self.audio_q: queue.Queue = queue.Queue(maxsize=0 if not self._realtime() else 256)
+        # Live input: a slow machine must cost dropped audio (a skipped syllable), never seconds of lip lag.
+        backlog = max(2, -(-int(AUDIO_BACKLOG_S * SAMPLE_RATE) // self.source.block_size))
+        self.audio_q: queue.Queue = queue.Queue(maxsize=0 if not self._realtime() else backlog)
+        self._engine_samples = 0   # audio samples the engine has been given
+        self._sample_skip = 0      # audio dropped before the engine's current position (samples)
         self.frame_q: queue.Queue = queue.Queue()
         self.clock = AudioClock()
         self._frame_index = 0
@@ -362,23 +367,22 @@ class Session:
             self.clock.add(len(block), now)
             if self.delayed_mic is not None:
                 self.delayed_mic.push(block, now - len(block) / SAMPLE_RATE)
-            if self.recorder is not None and self.options.audio_file is None:
-                self.recorder.send_audio(block)
-            self._put_audio(block)
+            self._put_audio(self.clock.samples - len(block), block)
             if limit is not None and self.clock.samples >= limit:
                 break
         self.audio_q.put(_END)
 
-    def _put_audio(self, block: np.ndarray) -> None:
+    def _put_audio(self, start: int, block: np.ndarray) -> None:
+        """Queue a block captured at stream sample `start`; when full, drop the oldest waiting block."""
         try:
-            self.audio_q.put_nowait(block)
+            self.audio_q.put_nowait((start, block))
         except queue.Full:  # engine far behind the mic: drop the oldest audio, keep the newest
             try:
                 self.audio_q.get_nowait()
                 self._stats.dropped_audio_blocks += 1
             except queue.Empty:
                 pass
-            self.audio_q.put_nowait(block)
+            self.audio_q.put_nowait((start, block))
 
     def _engine_loop(self) -> None:
         try:
@@ -397,6 +401,11 @@ class Session:
                     break
                 if self._stop.is_set():
                     break
+                start, block = block
+                self._sample_skip = start - self._engine_samples
+                self._engine_samples += len(block)
+                if self.recorder is not None and self.options.audio_file is None:
+                    self.recorder.send_audio(block)   # only what the engine hears: the mp4 stays in sync
                 self._deliver(self.stream.push_audio(block))
         finally:
             self.frame_q.put(_END)
@@ -408,7 +417,7 @@ class Session:
             if self.recorder is not None:
                 self.recorder.send(frame)
             if self.paced:
-                self.frame_q.put((index, frame))
+                self.frame_q.put((index, frame, self._sample_skip))
 
     def _pacer_loop(self) -> None:
         if not self.paced:
@@ -434,9 +443,9 @@ class Session:
             if item is _END:
                 break
             if item is not None:
-                index, last = item
+                index, last, skip = item
                 started = True
-                self._note_latency(index)
+                self._note_latency(index, skip)
             elif started:
                 self._stats.repeated_frames += 1   # engine late: hold the last frame, never freeze
             self._show(last)
@@ -455,10 +464,11 @@ class Session:
         if self.options.preview:
             self._emit("frame", frame)
 
-    def _note_latency(self, index: int) -> None:
+    def _note_latency(self, index: int, skip: int = 0) -> None:
+        """Wall time from capturing the audio of frame `index` to showing it; `skip`: audio dropped before it."""
         if self.options.audio_file is not None and not self._realtime():
             return
-        mid_sample = int((index + 0.5) * SAMPLE_RATE / self.stream.fps)
+        mid_sample = int((index + 0.5) * SAMPLE_RATE / self.stream.fps) + skip
         t_audio = self.clock.time_of(mid_sample)
         if t_audio is not None:
             self._latencies.append(time.monotonic() - t_audio)

@@ -209,3 +209,29 @@ def test_mute_feeds_the_engine_silence(tmp_path, random_card):
     session.stream.push_audio = lambda pcm: (fed.append(np.abs(pcm).max()), original(pcm))[1]
     assert session.wait(60)
     assert session.muted and fed and max(fed) == 0.0
+
+
+def test_engine_slower_than_real_time_drops_audio_and_keeps_latency_bounded(tmp_path, random_card, monkeypatch):
+    """Half-speed engine on a live-paced input: audio is dropped, the measured lag stays near the backlog cap
+    (it used to climb by every dropped block: 28 s after 10 minutes on a busy machine)."""
+    from engine.stream import AvatarStream
+    from avatarcam.session import AUDIO_BACKLOG_S
+
+    original = AvatarStream.push_audio
+
+    def half_speed(self, pcm):
+        time.sleep(2.0 * len(pcm) / 16000)
+        return original(self, pcm)
+
+    monkeypatch.setattr(AvatarStream, "push_audio", half_speed)
+    wav = tmp_path / "voice.wav"
+    write_wav(wav, tone(5.0))
+    session = Session(settings_no_devices(), SessionOptions(model=str(random_card), avatar_image=avatar(),
+                                                            audio_file=wav, realtime=True, preview=True))
+    session.start()
+    assert session.wait(60)
+    assert session.error is None
+    stats = session.stats()
+    assert stats.dropped_audio_blocks > 10
+    assert stats.latency_s is not None
+    assert stats.latency_s < AUDIO_BACKLOG_S + 1.0, stats.latency_s
