@@ -393,6 +393,13 @@ def _run_jobs(jobs: list[StreamJob], workers: int) -> dict[str, dict]:
     return results
 
 
+def _portable(path: str | Path) -> str:
+    """A path for the committed JSON: relative to the repository when inside it (no machine's paths)."""
+    path = Path(path).resolve()
+    repo = Path(__file__).resolve().parents[1]
+    return str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
+
+
 def _clean(obj):
     """JSON-safe: NaN -> None, numpy scalars -> Python."""
     if isinstance(obj, dict):
@@ -520,7 +527,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                  "paper_ordering_holds": bool(held) and all(held)}
 
     return _clean({
-        "model": {"name": card.name, "folder": root, "fps": fps, "size": [card.width, card.height],
+        "model": {"name": card.name, "folder": _portable(card.root), "fps": fps, "size": [card.width, card.height],
                   "stream": dataclasses.asdict(card.stream)},
         "settings": {**dataclasses.asdict(cfg), "ode_student": str(ode) if ode else None,
                      "lag_convention": "lag k > 0: generated frame t+k matches ground truth t (video late by k frames)",
