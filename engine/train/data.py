@@ -15,6 +15,7 @@ identity drawn in its neutral pose, the image a user would give as the avatar.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -177,10 +178,14 @@ class LatentClips:
         self.audio = torch.cat([p["audio"][:, :t] for p in parts])
         self.reference = torch.cat([p["reference"] for p in parts])
         self.seeds = torch.cat([p["seeds"] for p in parts])
-        self.mouth = mouth_maps(self.seeds.tolist(), self.meta["config"]["image_size"], self.latent_shape[1:])
 
     def __len__(self) -> int:
         return self.latents.shape[0]
+
+    @functools.cached_property
+    def mouth(self) -> torch.Tensor:
+        """(N, h, w) mouth maps of the clips, drawn on first use (stages that never weight by them skip it)."""
+        return mouth_maps(self.seeds.tolist(), self.meta["config"]["image_size"], self.latent_shape[1:])
 
     @property
     def clip_frames(self) -> int:
@@ -200,18 +205,24 @@ class LatentClips:
 
     def batch(self, size: int, frames: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`size` random segments of `frames` frames: latents (b, F, C, h, w), audio (b, F, D), ref (b, C, h, w)."""
-        return self.batch_with_mouth(size, frames, gen)[:3]
+        return self.draw(size, frames, gen)[:3]
 
     def batch_with_mouth(self, size: int, frames: int, gen: torch.Generator
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """`batch` plus each segment's mouth map (b, h, w) (see `mouth_maps`)."""
+        """`batch` (the same draw for the same generator) plus each segment's mouth map (b, h, w)."""
+        x0, audio, ref, clips = self.draw(size, frames, gen)
+        return x0, audio, ref, self.mouth[clips]
+
+    def draw(self, size: int, frames: int, gen: torch.Generator
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+        """`batch` plus the clip index of each segment (for per-clip data such as `mouth`)."""
         if frames > self.clip_frames:
             raise ValueError(f"segments of {frames} frames asked for, but clips hold only {self.clip_frames}")
         clips = torch.randint(0, len(self), (size,), generator=gen).tolist()
         starts = torch.randint(0, self.clip_frames - frames + 1, (size,), generator=gen).tolist()
         parts = [self.segment(c, s, frames) for c, s in zip(clips, starts)]
         x0, audio, ref = (torch.stack(list(x)) for x in zip(*parts))
-        return x0, audio, ref, self.mouth[clips]
+        return x0, audio, ref, clips
 
     def check_model(self, model_cfg) -> None:
         """Fail early when the recipe's model does not fit these latents/features."""

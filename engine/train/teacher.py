@@ -172,12 +172,12 @@ def train(recipe: Recipe, data_dir: str | Path, out: str | Path, d: Dist, resume
 
     def loss_fn(step: int, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         frames = lengths[int(torch.randint(0, len(lengths), (1,), generator=generator(cfg.seed, step, 0, 1)))]
-        x0, audio, ref, mouth = data.batch_with_mouth(cfg.batch, frames, gen)
+        x0, audio, ref, clips = data.draw(cfg.batch, frames, gen)
         t = sample_timesteps(schedule, cfg.batch, frames, bf, cfg.block_noise, gen)
         noise = torch.randn(x0.shape, generator=gen)
         drop = torch.rand(cfg.batch, generator=gen) < cfg.audio_dropout
         audio = torch.where(drop[:, None, None], torch.zeros_like(audio), audio)
-        weight = mouth_weight(mouth, cfg.mouth_weight).to(d.device) if cfg.mouth_weight else None
+        weight = mouth_weight(data.mouth[clips], cfg.mouth_weight).to(d.device) if cfg.mouth_weight else None
         with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             loss = flow_matching_loss(model, x0.to(d.device), ref.to(d.device), audio.to(d.device),
                                       t.to(d.device), noise.to(d.device), schedule, weight)
