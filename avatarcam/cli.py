@@ -34,15 +34,20 @@ def _settings(args):
     return apply_overrides(settings, overrides) if overrides else settings
 
 
-def _avatar_image(name_or_path: str | None):
-    """An avatar from the library by name, an image file, or the library's default."""
+def _avatar_image(name_or_path: str | None, settings=None):
+    """An avatar from the library by name, an image file, the settings' avatar.current, or the first one."""
     import numpy as np
     from .avatars import AvatarLibrary, load_picture
     if name_or_path and Path(name_or_path).expanduser().is_file():
         return np.asarray(load_picture(Path(name_or_path).expanduser()))
     lib = AvatarLibrary()
-    avatar = lib.get(name_or_path) if name_or_path else lib.default()
-    return avatar.load_image()
+    if name_or_path:
+        return lib.get(name_or_path).load_image()
+    current = settings.avatar.current if settings is not None else None
+    if current and current not in lib:
+        raise ConfigError(f"avatar.current: '{current}' is not in the avatar library; pick one with "
+                          "`avatarcam avatars use NAME` (see `avatarcam avatars list`)")
+    return lib.default(current).load_image()
 
 
 def _stream_overrides(args) -> dict:
@@ -70,37 +75,93 @@ def cmd_run(args) -> int:
     out = Path(args.out).expanduser() if args.out else (Path(settings.output.record) if settings.output.record else None)
     if out is not None and out.suffix.lower() != ".mp4":
         raise ConfigError(f"--out must be an .mp4 file, got '{out}'")
+    if out is not None and out.exists() and not args.force:
+        raise ConfigError(f"--out: {out} already exists; add --force to overwrite it, or choose another name")
     if args.duration is not None and args.duration <= 0:
         raise ConfigError(f"--duration must be positive seconds, got {args.duration}")
-    options = SessionOptions(model=args.model, avatar_image=_avatar_image(args.avatar), audio_file=audio,
+    options = SessionOptions(model=args.model, avatar_image=_avatar_image(args.avatar, settings), audio_file=audio,
                              camera=args.camera, record=out, obs=args.obs, duration_s=args.duration,
                              device=args.device, seed=args.seed, stream_overrides=_stream_overrides(args),
                              realtime=args.realtime)
+    if not args.debug:   # the session's warnings reach the terminal once, as events (below)
+        logging.getLogger("avatarcam.session").setLevel(logging.ERROR)
     session = Session(settings, options)
     progress = _Progress(enabled=not args.quiet, total_s=_audio_seconds(audio, args.duration))
     session.on_event(progress.on_event)
-    session.start()
-    stop = lambda *_: session.stop()  # noqa: E731
-    old = signal.signal(signal.SIGINT, stop)
-    try:
-        while not session.wait(0.5):
-            pass
-    finally:
-        signal.signal(signal.SIGINT, old)
-        progress.close()
+    with StopOnSignals(session) as stopper:
+        try:
+            session.start()
+            while not session.wait(0.5):
+                pass
+        finally:
+            progress.close()
     stats = session.stats()
     if session.error is not None:
         raise session.error if isinstance(session.error, AvatarCamError) else AvatarCamError(
             f"the stream stopped with an error: {session.error}")
+    if stopper.signal is not None:
+        say(f"stopped by {stopper.signal}", err=True)
     if not args.quiet:
-        lat = f"{stats.latency_s * 1000:.0f} ms measured" if stats.latency_s is not None else \
-            f"{stats.expected_latency_s * 1000:.0f} ms expected"
-        print(f"{stats.frames_generated} frames in {stats.elapsed_s:.1f} s "
-              f"(step p50 {stats.step_ms_p50:.1f} ms, p95 {stats.step_ms_p95:.1f} ms; latency {lat}; "
-              f"dropped {stats.dropped_frames}, repeated {stats.repeated_frames})")
-        if out is not None:
-            print(f"wrote {out}")
+        say(summary_line(stats, realtime=session.realtime))
+    rec = session.recording
+    if rec is not None:
+        if rec.written and rec.stopped:
+            say(f"recording stopped early ({rec.stopped}); kept {rec.path} ({rec.seconds:.1f} s)")
+        elif rec.written:
+            say(f"wrote {rec.path} ({rec.seconds:.1f} s)")
+        else:
+            say(f"nothing recorded: {rec.path} was not written", err=True)
     return 0
+
+
+def say(text: str, err: bool = False) -> None:
+    """Print, unless the terminal is gone (SIGHUP): the run still finishes its files."""
+    try:
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
+def summary_line(stats, realtime: bool) -> str:
+    """The run in one line; dropped audio, dropped/repeated frames and latency as they happened."""
+    if stats.latency_s is not None:
+        lat = f"latency {stats.latency_s * 1000:.0f} ms measured"
+    elif realtime:
+        lat = f"latency not measured (expected {stats.expected_latency_s * 1000:.0f} ms)"
+    else:
+        lat = "offline, not real time"
+    video_s = stats.frames_generated / stats.fps if stats.fps else 0.0
+    return (f"{stats.frames_generated} frames ({video_s:.1f} s) in {stats.elapsed_s:.1f} s "
+            f"(step p50 {stats.step_ms_p50:.1f} ms, p95 {stats.step_ms_p95:.1f} ms; {lat}; "
+            f"dropped audio {stats.dropped_audio_s:.1f} s, dropped frames {stats.dropped_frames}, "
+            f"repeated frames {stats.repeated_frames})")
+
+
+class StopOnSignals:
+    """Ctrl-C, SIGTERM and SIGHUP (terminal closed) end the stream the normal way: the mp4 is finished
+    with the audio of its frames and OBS is put back. The handler only asks; the main thread waits."""
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self, session):
+        self.session = session
+        self.signal: str | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, _frame) -> None:
+        self.signal = self.signal or signal.Signals(signum).name
+        self.session.request_stop()
+
+    def __enter__(self) -> "StopOnSignals":
+        for name in self.NAMES:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def _audio_seconds(audio: Path | None, duration: float | None) -> float | None:
@@ -125,18 +186,30 @@ class _Progress:
                             file=sys.stderr, bar_format="{desc}: {n:.1f}/{total_fmt} s audio {bar} {elapsed}")
 
     def on_event(self, event) -> None:
-        if event.kind == "warning":
-            print(f"warning: {event.data}", file=sys.stderr)
-        elif event.kind == "error":
-            print(f"error: {event.data}", file=sys.stderr)
+        if event.kind in ("warning", "error"):
+            self.write(f"{event.kind}: {event.data}")
         elif event.kind == "stats" and self.bar is not None:
             done = event.data.frames_generated / event.data.fps if event.data.fps else 0.0
             self.bar.n = round(done, 1)
             self.bar.refresh()
 
+    def write(self, text: str) -> None:
+        """A message on its own line, never glued to the bar's."""
+        try:
+            if self.bar is not None:
+                self.bar.write(text, file=sys.stderr)
+            else:
+                print(text, file=sys.stderr)
+        except OSError:   # terminal gone (SIGHUP)
+            pass
+
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            try:
+                self.bar.close()
+            except OSError:
+                pass
+            self.bar = None
 
 
 def _quiet_device_logs(args) -> None:
@@ -162,27 +235,41 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_avatars(args) -> int:
-    from .avatars import AvatarLibrary
+    from .avatars import AvatarLibrary, format_avatars, slugify
+    from .config import save_settings
     lib = AvatarLibrary()
+    settings = _settings(args)
+    current = settings.avatar.current
+
+    def is_current(name: str) -> bool:
+        return bool(current) and slugify(current) == slugify(name)
+
+    def set_current(name: str | None) -> None:
+        settings.avatar.current = name
+        save_settings(settings, args.settings)
+
     if args.action == "list":
-        avatars = lib.list()
-        if not avatars:
-            print("no avatars yet: `avatarcam avatars new` draws one, `avatarcam avatars add IMAGE` imports one")
-        for a in avatars:
-            origin = f"seed {a.seed}" if a.kind == "cartoon" else (a.source or "image")
-            print(f"{a.name:24s} {a.kind:8s} {origin}  {a.prompt}".rstrip())
+        print(format_avatars(lib.list(), current))
     elif args.action == "new":
         a = lib.new_cartoon(seed=args.seed, name=args.name)
         print(f"created {a.name} ({a.image_path})")
     elif args.action == "add":
         a = lib.add_image(Path(args.image).expanduser(), name=args.name, prompt=args.prompt or "")
         print(f"added {a.name} ({a.image_path})")
+    elif args.action == "use":
+        a = lib.get(args.name)
+        set_current(a.name)
+        print(f"current avatar: {a.name} (`avatarcam run` streams it)")
     elif args.action == "remove":
         lib.remove(args.name)
+        if is_current(args.name):
+            set_current(None)
         print(f"removed {args.name}")
     elif args.action == "rename":
-        lib.rename(args.name, args.new_name)
-        print(f"renamed {args.name} -> {args.new_name}")
+        a = lib.rename(args.name, args.new_name)
+        if is_current(args.name):
+            set_current(a.name)
+        print(f"renamed {args.name} -> {a.name}")
     return 0
 
 
@@ -253,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--audio", metavar="FILE", help="drive the avatar from an audio file instead of the mic")
     _bool_flag(run, "camera", "stream to the virtual camera (default: settings; --camera makes a missing camera an error)")
     run.add_argument("--out", metavar="FILE.mp4", help="also record an mp4 (H.264 + AAC, audio in sync)")
+    run.add_argument("--force", action="store_true", help="overwrite the --out file if it exists")
     _bool_flag(run, "obs", "control OBS (scene on start/stop, mic sync offset = latency)")
     _bool_flag(run, "realtime", "pace an --audio file like a live mic (default: only when a camera is on)")
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of audio")
@@ -289,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("image")
     add.add_argument("--name")
     add.add_argument("--prompt")
+    use = avs.add_parser("use", help="make an avatar the current one (what `run` streams)")
+    use.add_argument("name")
     rm = avs.add_parser("remove", help="delete an avatar")
     rm.add_argument("name")
     rn = avs.add_parser("rename", help="rename an avatar")

@@ -51,6 +51,7 @@ class SessionStats:
     dropped_frames: int = 0
     repeated_frames: int = 0
     dropped_audio_blocks: int = 0
+    dropped_audio_s: float = 0.0            # audio the engine never heard (it fell behind real time)
     latency_s: float | None = None          # measured audio -> shown frame
     expected_latency_s: float = 0.0         # structural: block + look-ahead + features
     mic_faults: int = 0
@@ -62,6 +63,17 @@ class SessionStats:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class Recording:
+    """What happened to the mp4: frames and seconds kept, and why it stopped early (if it did)."""
+
+    path: Path
+    frames: int = 0
+    seconds: float = 0.0
+    written: bool = False
+    stopped: str | None = None
 
 
 @dataclass
@@ -190,6 +202,15 @@ class Session:
         self._stop.set()
         self._done.wait(timeout)
 
+    def request_stop(self) -> None:
+        """Ask the stream to end (safe from a signal handler); wait() tells when it has."""
+        self._stop.set()
+
+    @property
+    def realtime(self) -> bool:
+        """Whether the input was paced like a live microphone (latency and dropped audio mean something)."""
+        return self._realtime()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the stream ends (end of a file, --duration, stop() or an error)."""
         return self._done.wait(timeout)
@@ -240,10 +261,11 @@ class Session:
 
         self.source = self._open_source()
         self.recorder = None
+        self.recording = None
         if o.record:
-            clip = getattr(self.source, "pcm", None) if o.audio_file else None
-            self.recorder = VideoFile(o.record, width, height, fps, audio=self._trim(clip))
-            self.recorder.open()
+            # fed block by block with what the engine hears, so the file matches its frames whatever happens
+            self.recorder = VideoFile(o.record, width, height, fps).open()
+            self.recording = Recording(Path(o.record))
         live = []
         want_camera = s.camera.enabled if o.camera is None else o.camera
         if want_camera:
@@ -256,7 +278,7 @@ class Session:
             except DeviceError as exc:
                 if o.camera:          # asked for explicitly: that is an error
                     raise
-                self._warn(f"no virtual camera: {exc}")
+                self._warn(str(exc))
         self.live = FanoutSink(live).open() if live else None
         self.delayed_mic = None
         if s.audio.delayed_output and o.audio_file is None:
@@ -325,11 +347,6 @@ class Session:
         src.open()
         return src
 
-    def _trim(self, clip: np.ndarray | None) -> np.ndarray | None:
-        if clip is None or self.options.duration_s is None:
-            return clip
-        return clip[: int(self.options.duration_s * SAMPLE_RATE)]
-
     def _warn(self, message: str) -> None:
         log.warning("%s", message)
         self._emit("warning", message)
@@ -378,8 +395,10 @@ class Session:
             self.audio_q.put_nowait((start, block))
         except queue.Full:  # engine far behind the mic: drop the oldest audio, keep the newest
             try:
-                self.audio_q.get_nowait()
+                dropped = self.audio_q.get_nowait()
                 self._stats.dropped_audio_blocks += 1
+                if dropped is not _END:
+                    self._stats.dropped_audio_s += len(dropped[1]) / SAMPLE_RATE
             except queue.Empty:
                 pass
             self.audio_q.put_nowait((start, block))
@@ -396,28 +415,38 @@ class Session:
                 if self._pending_image is not None:
                     image, self._pending_image = self._pending_image, None
                     self.reference = self.stream.start(image)
-                if block is _END:
-                    self._deliver(self.stream.flush())
-                    break
-                if self._stop.is_set():
+                if block is _END or self._stop.is_set():
                     break
                 start, block = block
                 self._sample_skip = start - self._engine_samples
                 self._engine_samples += len(block)
-                if self.recorder is not None and self.options.audio_file is None:
-                    self.recorder.send_audio(block)   # only what the engine hears: the mp4 stays in sync
+                self._record(lambda rec: rec.send_audio(block))   # only what the engine hears: in sync
                 self._deliver(self.stream.push_audio(block))
+            # end of input, Ctrl-C or a signal: turn the audio already heard into frames (a few steps)
+            self._deliver(self.stream.flush())
         finally:
             self.frame_q.put(_END)
+
+    def _record(self, call: Callable[[Any], None]) -> None:
+        """Feed the recorder; when it fails (full disk...) keep what it has and let the stream go on."""
+        rec = self.recorder
+        if rec is None:
+            return
+        try:
+            call(rec)
+        except Exception as exc:
+            self.recorder = None
+            self._finish_recording(rec, exc)
 
     def _deliver(self, frames: list[np.ndarray]) -> None:
         for frame in frames:
             index = self._frame_index
             self._frame_index += 1
-            if self.recorder is not None:
-                self.recorder.send(frame)
+            self._record(lambda rec: rec.send(frame))
             if self.paced:
                 self.frame_q.put((index, frame, self._sample_skip))
+            elif self._realtime():
+                self._note_latency(index, self._sample_skip)   # no live sink: a frame is out when it is made
 
     def _pacer_loop(self) -> None:
         if not self.paced:
@@ -517,15 +546,8 @@ class Session:
                 setattr(self, name, None)
         rec = getattr(self, "recorder", None)
         if rec is not None:
-            try:
-                if self.error is not None:
-                    rec.abort()
-                else:
-                    rec.close()
-            except Exception as exc:
-                self.error = self.error or exc
-                self._emit("error", f"writing {self.options.record} failed: {exc}")
             self.recorder = None
+            self._finish_recording(rec)     # also after an engine error: what was recorded is kept
         obs = getattr(self, "obs", None)
         if obs is not None:
             try:
@@ -534,6 +556,28 @@ class Session:
             except Exception as exc:
                 log.warning("OBS restore failed: %s", exc)
             self.obs = None
+
+    def _finish_recording(self, rec, failure: BaseException | None = None) -> None:
+        """Close the file so it plays (audio cut to its frames); one warning if it stopped early."""
+        info = self.recording
+        if failure is not None:
+            log.debug("recording failed", exc_info=failure)
+            info.stopped = str(failure) if isinstance(failure, AvatarCamError) else f"{type(failure).__name__}: {failure}"
+        try:
+            rec.close()
+        except Exception as exc:
+            log.debug("closing the recording failed", exc_info=exc)
+            info.stopped = info.stopped or f"{type(exc).__name__}: {exc}"
+            info.frames = 0
+            self._warn(f"recording to {info.path} failed and could not be finished ({info.stopped}); "
+                       "free some space or record elsewhere")
+            return
+        info.frames = rec.frames_sent
+        info.seconds = rec.duration_s
+        info.written = rec.frames_sent > 0
+        if failure is not None:
+            kept = f"kept the first {info.seconds:.1f} s" if info.written else "nothing was written"
+            self._warn(f"recording to {info.path} stopped ({info.stopped}); {kept}; the stream goes on")
 
     # -- stats -----------------------------------------------------------------------------------
     def stats(self) -> SessionStats:

@@ -196,14 +196,49 @@ class VirtualCamera(Sink):
 
 # ------------------------------------------------------------------------------------- video file
 
+class RecordingFull(DeviceError):
+    """The recording's disk (or the process's file-size limit) is about to run out; nothing was lost yet."""
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes this process may still add to a file in ``folder``: free disk space, and RLIMIT_FSIZE."""
+    try:
+        st = os.statvfs(folder)
+        room = st.f_bavail * st.f_frsize
+    except (OSError, AttributeError):   # Windows has no statvfs
+        import shutil
+        room = shutil.disk_usage(folder).free
+    return room
+
+
+def file_size_limit() -> int | None:
+    """The process's largest allowed file (``ulimit -f``), or None when unlimited / not on this OS."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
 class VideoFile(Sink):
     """An mp4 (H.264 yuv420p + AAC) written with PyAV.
 
-    Frame ``i`` is shown at ``i / fps`` and audio sample ``s`` at ``s / sample_rate``, both from zero,
-    so a clip passed as ``audio`` (or blocks given to ``send_audio`` as they arrive) stays in sync.
-    The file is written under a temporary name in the same folder and renamed on a clean close; after
-    an error (or ``abort()``) the partial file is deleted: never a half-written file under ``path``.
+    Frame ``i`` is shown at ``i / fps`` and audio sample ``s`` at ``s / sample_rate``, both from zero.
+    Audio (a clip passed as ``audio``, or blocks given to ``send_audio``) is only encoded up to the
+    video written so far, and ``close()`` cuts or pads it to the video's length (to the nearest AAC
+    frame, < 1 video frame off): the file holds exactly the audio that belongs to its frames, however
+    the stream ended.
+
+    The file is written under a temporary name in the same folder and renamed on ``close()``;
+    ``abort()`` deletes it (never a half-written file under ``path``). Before each frame the free
+    space (disk and ``ulimit -f``) is checked against what finishing the file needs; when it runs
+    short ``send`` raises ``RecordingFull`` without writing, so ``close()`` can still finish a
+    playable file with everything recorded so far.
     """
+
+    RESERVE_BYTES = 256 << 10      # room kept to finish the file: the index (moov) and the encoders' tail,
+    RESERVE_FRAMES = 32            # ... plus this many average frames (x264's look-ahead) and 64 B a frame
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float,
                  audio: np.ndarray | None = None, sample_rate: int = 16000, *, crf: int = 23,
@@ -215,18 +250,23 @@ class VideoFile(Sink):
         self.fps = Fraction(fps).limit_denominator(1001)
         self.sample_rate = int(sample_rate)
         self.crf, self.preset, self.audio_bitrate = crf, preset, audio_bitrate
-        self._clip = None if audio is None else np.asarray(audio, np.float32).reshape(-1)
-        self._live = np.zeros(0, np.float32)
-        self._audio_pts = 0
+        self._has_clip = audio is not None
+        self._pending = np.zeros(0, np.float32) if audio is None else np.asarray(audio, np.float32).reshape(-1)
+        self._audio_pts = 0            # samples handed to the AAC encoder
         self._tmp: Path | None = None
         self._container = None
         self._vstream = self._astream = None
         self._lock = threading.Lock()
+        self._size_limit: int | None = None
         self.frames_sent = 0
 
     @property
     def name(self) -> str:  # type: ignore[override]
         return f"video file {self.path}"
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.frames_sent / self.fps)
 
     def open(self) -> "VideoFile":
         try:
@@ -236,6 +276,11 @@ class VideoFile(Sink):
         folder = self.path.parent if str(self.path.parent) else Path(".")
         if not folder.is_dir():
             raise ConfigError(f"output.record: folder '{folder}' does not exist")
+        self._size_limit = file_size_limit()
+        least = self.RESERVE_BYTES + (64 << 10)
+        if min(free_bytes(folder), self._size_limit or 1 << 62) < least:
+            raise RecordingFull(f"cannot record to {self.path}: less than {least >> 10} kB free "
+                                f"there (disk or `ulimit -f`); free some space or record elsewhere")
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=folder)
         os.close(fd)
         self._tmp = Path(tmp)
@@ -254,6 +299,18 @@ class VideoFile(Sink):
             raise
         return self
 
+    def _check_room(self) -> None:
+        """Raise RecordingFull when the next frame could leave too little room to finish the file."""
+        written = self._tmp.stat().st_size if self._tmp is not None else 0
+        need = self.RESERVE_BYTES + 64 * self.frames_sent + self.RESERVE_FRAMES * written // max(1, self.frames_sent)
+        room = free_bytes(self._tmp.parent)
+        if self._size_limit is not None:
+            room = min(room, self._size_limit - written)
+        if room < need:
+            limit = "the file-size limit (ulimit -f)" if self._size_limit is not None and \
+                self._size_limit - written < need else "the disk"
+            raise RecordingFull(f"{limit} is full at {written / 1e6:.1f} MB")
+
     def send(self, frame: np.ndarray) -> None:
         import av
 
@@ -263,34 +320,37 @@ class VideoFile(Sink):
         with self._lock:
             if self._container is None:
                 raise RuntimeError("VideoFile is not open; use `with VideoFile(...) as out:`")
+            self._check_room()
             vf.pts = self.frames_sent
             vf.time_base = 1 / self.fps
             for packet in self._vstream.encode(vf):
                 self._container.mux(packet)
             self.frames_sent += 1
-            if self._clip is not None:  # keep the clip interleaved with the video as we go
-                upto = int(self.frames_sent * self.sample_rate / self.fps)
-                self._push_audio(self._clip[self._audio_pts + len(self._live):upto])
+            self._encode_audio(self._samples_for(self.frames_sent))
 
     def send_audio(self, block: np.ndarray) -> None:
-        if self._clip is not None:
+        if self._has_clip:
             raise ValueError("this VideoFile was given a whole audio clip; send_audio would duplicate it")
         with self._lock:
             if self._container is None:
                 raise RuntimeError("VideoFile is not open")
-            self._push_audio(np.asarray(block, np.float32).reshape(-1))
+            self._pending = np.concatenate([self._pending, np.asarray(block, np.float32).reshape(-1)])
 
-    def _push_audio(self, samples: np.ndarray, final: bool = False) -> None:
-        """Encode whole AAC frames with explicit timestamps (the muxer needs them to record the
-        encoder's priming delay, which keeps the audio in sync when played back)."""
+    def _samples_for(self, frames: int) -> int:
+        return int(frames * self.sample_rate / self.fps)
+
+    def _encode_audio(self, upto: int, final: bool = False) -> None:
+        """Encode whole AAC frames of the waiting audio up to sample ``upto`` (explicit timestamps: the
+        muxer needs them to record the encoder's priming delay). ``final`` pads with silence to ``upto``."""
         import av
 
-        if len(samples):
-            self._live = np.concatenate([self._live, samples])
         size = self._astream.codec_context.frame_size or 1024
-        while len(self._live) >= size or (final and len(self._live)):
-            chunk, self._live = self._live[:size], self._live[size:]
+        while self._audio_pts + size <= upto:
+            chunk, self._pending = self._pending[:size], self._pending[size:]
             if len(chunk) < size:
+                if not final:
+                    self._pending = chunk
+                    return
                 chunk = np.concatenate([chunk, np.zeros(size - len(chunk), np.float32)])
             af = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="fltp", layout="mono")
             af.sample_rate = self.sample_rate
@@ -301,13 +361,20 @@ class VideoFile(Sink):
                 self._container.mux(packet)
 
     def close(self) -> None:
+        """Finish the file: audio cut or padded to the video's length, then renamed into place.
+        A file without a single frame is not kept."""
         with self._lock:
             if self._container is None:
                 return
+            if self.frames_sent == 0:
+                self._discard()
+                log.info("nothing recorded; %s not written", self.path)
+                return
             try:
-                if self._clip is not None:
-                    self._push_audio(self._clip[self._audio_pts + len(self._live):])
-                self._push_audio(np.zeros(0, np.float32), final=True)
+                size = self._astream.codec_context.frame_size or 1024
+                target = self._samples_for(self.frames_sent)
+                self._encode_audio(int(round(target / size)) * size, final=True)   # within half an AAC frame
+                self._pending = np.zeros(0, np.float32)
                 for stream in (self._vstream, self._astream):
                     for packet in stream.encode(None):
                         self._container.mux(packet)
