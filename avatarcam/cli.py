@@ -298,7 +298,8 @@ def cmd_settings(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models import format_list, format_report, import_model, list_models, verify_model
+    from .models import (format_list, format_report, import_model, list_models, verify_model,
+                         write_model_checksums)
     if args.models_cmd == "list":
         print(format_list(list_models()))
         return 0
@@ -306,6 +307,9 @@ def cmd_models(args) -> int:
         folder, report = import_model(args.dit, args.wan, args.wav2vec, name=args.name, copy=args.copy,
                                       config=args.config, t5=args.t5)
         print(format_report(report, f"imported {folder}"))
+        return 0
+    if args.models_cmd == "checksum":
+        print(write_model_checksums(args.name))
         return 0
     report = verify_model(args.name)
     print(format_report(report, args.name))
@@ -409,8 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--name")
     imp.add_argument("--copy", action="store_true", help="copy the files (GBs) into the model folder")
     imp.add_argument("--config", choices=["paper", "tiny"], default="paper")
-    ver = ms.add_parser("verify", help="re-check a model's files")
+    ver = ms.add_parser("verify", help="re-check a model's files (checksums, every tensor)")
     ver.add_argument("name")
+    cks = ms.add_parser("checksum", help="(re)write a model folder's checksums.yaml after changing its files")
+    cks.add_argument("name", help="model name or card folder")
     m.set_defaults(func=cmd_models)
 
     tray = sub.add_parser("tray", help="start the desktop app (tray icon + window)")

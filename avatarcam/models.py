@@ -110,6 +110,24 @@ def verify_model(name: str, imported_root: Path | None = None):
     return verify_card(resolve_model(name, imported_root))
 
 
+def write_model_checksums(name: str, imported_root: Path | None = None) -> str:
+    """Rewrite a card folder's checksums.yaml from its files as they are now; returns what was done."""
+    import time
+    from engine.checkpoints import write_card_checksums
+    from engine.checksums import listed_files
+    folder = resolve_model(name, imported_root)
+    folder = folder.parent if folder.is_file() else folder
+    t0 = time.perf_counter()
+    try:
+        path = write_card_checksums(folder)
+    except OSError as exc:
+        raise ModelError(f"cannot write the checksums of {folder}: {exc.strerror or exc}") from exc
+    files = listed_files(folder)
+    size = sum(p.stat().st_size for p in files)
+    return (f"wrote {path}: {len(files)} files, {size / 1e6:.1f} MB hashed in "
+            f"{time.perf_counter() - t0:.2f} s")
+
+
 # -- text for the CLI -------------------------------------------------------------------------------
 def format_list(entries: list[ModelEntry]) -> str:
     if not entries:

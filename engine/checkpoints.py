@@ -81,10 +81,17 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], wha
 
 def read_official_checkpoint(path: str | Path, use_ema: bool = False, lora_alpha: float = 64.0) -> dict[str, torch.Tensor]:
     """The authors' `model.pt`: pick generator / generator_ema, strip wrapper prefixes, merge LoRA."""
+    import zipfile
+    if not zipfile.is_zipfile(path):   # torch.save writes a zip; torch's own error would advise about mmap
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (torch.save writes a zip archive; this file is "
+                              "not one): is it the right file, and completely downloaded?")
     try:
         raw = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # a pickle with code in it, or not a torch file at all
-        raise CheckpointError(f"cannot read {path} as a weights-only torch checkpoint: {exc}") from exc
+    except Exception as exc:  # a pickle with code in it, or a damaged archive
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in reason:
+            reason = "it holds pickled Python objects besides tensors (refused: loading them could run code)"
+        raise CheckpointError(f"cannot read {path} as a weights-only torch checkpoint: {reason[:300]}") from exc
     entry = "generator_ema" if use_ema else "generator"
     if isinstance(raw, dict) and entry in raw:
         raw = raw[entry]
@@ -102,7 +109,11 @@ def load_weights(model: CausalDiT, path: str | Path, **official: Any) -> CausalD
     if not path.exists():
         raise CheckpointError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except Exception as exc:  # truncated, bit-flipped header, not safetensors at all
+            raise CheckpointError(f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc}); "
+                                  "reinstall or re-import the model") from exc
     else:
         state = read_official_checkpoint(path, **official)
     check_state_dict(model, state, what=str(path))
@@ -140,8 +151,19 @@ class ModelCard:
               load: bool = True) -> CausalDiT:
         model = CausalDiT(self.model)
         if load:
+            self.check_files()
             load_weights(model, self.path(self.weights))
         return model.to(device=device, dtype=dtype).eval()
+
+    def check_files(self, deep: bool = False) -> None:
+        """Raise CheckpointError (one line per damaged file) unless the card's files match its checksums."""
+        from .checksums import check_checksums
+        problems = check_checksums(self.root, deep=deep)
+        if len(problems) == 1:
+            raise CheckpointError(f"model '{self.name}': {problems[0]}")
+        if problems:
+            raise CheckpointError(f"model '{self.name}': {len(problems)} damaged files\n" +
+                                  "\n".join(f"  - {p}" for p in problems))
 
     def to_yaml(self) -> str:
         data = {"name": self.name, "description": self.description, "weights": self.weights, "fps": self.fps,
@@ -172,4 +194,12 @@ def save_card(card: ModelCard, folder: str | Path, model: torch.nn.Module | None
         save_weights(model, folder / card.weights)
     text = card.to_yaml()
     atomic_write_text(folder / "model.yaml", text, mode=0o644)
+    write_card_checksums(folder)
     return folder
+
+
+def write_card_checksums(folder: str | Path) -> Path:
+    """(Re)write the size + sha256 list of a card folder's files (``avatarcam models checksum FOLDER``):
+    called by save_card, so every card the training pipeline or an import writes carries one."""
+    from .checksums import write_checksums
+    return write_checksums(folder)

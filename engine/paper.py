@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from .checkpoints import (CheckpointError, ModelCard, check_state_dict, load_card, read_official_checkpoint,
-                          save_card)
+                          save_card, write_card_checksums)
 from .config import ModelConfig, StreamConfig
 from .files import atomic_write_text
 from .model import CausalDiT
@@ -160,6 +160,9 @@ def check_dit(path: Path, cfg: ModelConfig, report: Report) -> None:
             state = read_official_checkpoint(path)
     except CheckpointError as exc:
         report.problems.append(f"DiT: {exc}")
+        return
+    except Exception as exc:  # a damaged safetensors file
+        report.problems.append(f"DiT: {path} is not a readable safetensors file ({type(exc).__name__}: {exc})")
         return
     with torch.device("meta"):
         model = CausalDiT(cfg)
@@ -432,6 +435,7 @@ def import_paper(files: PaperFiles, models_dir: str | os.PathLike, name: str | N
         spec = {"encoder_id": DEFAULT_ENCODER_ID, "weights": str(paths["umt5"]), "tokenizer_dir": str(paths["tokenizer"]),
                 "model_dir": str(paths["t5"]) if paths["t5"] is not None else None, "cache_dir": "prompt_cache"}
         atomic_write_text(folder / TEXT_SPEC_FILE, yaml.safe_dump(spec, sort_keys=False))
+        write_card_checksums(folder)
     log.info("imported %s into %s", name, folder)
     return folder, report
 
@@ -445,6 +449,7 @@ def verify_card(folder: str | os.PathLike) -> Report:
         report.problems.append(str(exc))
         return report
     report.checked.append(f"card {card.root / 'model.yaml'}")
+    _verify_checksums(card, report)
     check_dit(card.path(card.weights), card.model, report)
     kind = card.decoder.get("kind", "toon")
     if kind == "wan":
@@ -454,8 +459,12 @@ def verify_card(folder: str | os.PathLike) -> Report:
             report.problems.append(f"decoder section of the card is invalid: {exc}")
     else:
         weights = card.path(card.decoder.get("weights", "autoencoder.safetensors"))
-        (report.checked.append(f"decoder {weights}") if weights.is_file()
-         else report.problems.append(f"decoder: no file at {weights}"))
+        if not weights.is_file():
+            report.problems.append(f"decoder: no file at {weights}")
+        else:
+            problem = _safetensors_problem(weights)
+            (report.problems.append(f"decoder: {problem}") if problem
+             else report.checked.append(f"decoder {weights}"))
     encoder = card.audio.get("encoder", "logmel")
     if encoder == "wav2vec2":
         check_wav2vec(card.path(card.audio.get("path", "")), card.model.audio_dim, report)
@@ -470,6 +479,39 @@ def verify_card(folder: str | os.PathLike) -> Report:
         else:
             _verify_text_spec(card, spec, report)
     return report
+
+
+def _verify_checksums(card: ModelCard, report: Report) -> None:
+    """Every file the card's checksums list, hashed in full (loading hashes only files up to 512 MB)."""
+    import time
+    from .checksums import CHECKSUM_FILE, check_checksums, read_checksums, regenerate_hint
+    try:
+        listed = read_checksums(card.root)
+    except ValueError as exc:
+        report.problems.append(str(exc))
+        return
+    if listed is None:
+        report.checked.append(f"no {CHECKSUM_FILE}: file contents not checked (add one: "
+                              f"`{regenerate_hint(card.root)}`)")
+        return
+    t0 = time.perf_counter()
+    problems = check_checksums(card.root, deep=True)
+    report.problems += problems
+    if not problems:
+        report.checked.append(f"checksums: {len(listed)} files match {CHECKSUM_FILE} "
+                              f"(sha256, {time.perf_counter() - t0:.2f} s)")
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a readable safetensors file (its header and tensor sizes), or None."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                f.get_slice(key).get_shape()
+    except Exception as exc:
+        return f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc})"
+    return None
 
 
 def _verify_text_spec(card: ModelCard, spec: dict, report: Report) -> None:

@@ -147,7 +147,7 @@ def test_the_card_points_at_the_downloads_by_absolute_path_without_copying(impor
     card = load_card(folder)
     assert card.weights == good_set["dit"] and os.path.isabs(card.decoder["weights"])
     assert card.audio["path"] == good_set["wav2vec"]
-    assert sorted(p.name for p in folder.iterdir()) == ["model.yaml", TEXT_SPEC_FILE]
+    assert sorted(p.name for p in folder.iterdir()) == ["checksums.yaml", "model.yaml", TEXT_SPEC_FILE]
 
 
 def test_the_card_has_the_paper_stream_settings(imported):
