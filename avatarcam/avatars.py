@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 IMAGE_SIZE = 512          # canonical reference image: square, RGB
 THUMB_SIZE = 128          # gallery thumbnail
 MIN_SIDE = 128            # smaller pictures carry too little face to animate
-MAX_PIXELS = 40_000_000   # refuse larger images before decoding them (decompression bombs)
+MAX_PIXELS = 120_000_000  # refuse larger images before decoding them (decompression bombs); phone photos
+# (48-108 MP) are scaled down: JPEGs decode at 1/8 scale, others take a few hundred MB for a moment
 MAX_NAME_LENGTH = 64
 IMAGE_FILE, THUMB_FILE, CARD_FILE = "image.png", "thumb.png", "avatar.yaml"
 LOCK_FILE = ".lock"
@@ -186,7 +187,7 @@ def load_picture(path: str | Path, *, min_side: int = MIN_SIDE, max_pixels: int 
         raise _fail(path, "no such file" if not path.exists() else "it is not a file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # our own limit is checked below
             img = Image.open(path)
     except UnidentifiedImageError as e:
         raise _fail(path, "it is not an image format Pillow can read (use PNG, JPEG, WebP, GIF, BMP or TIFF)") from e

@@ -35,19 +35,23 @@ def _settings(args):
 
 
 def _avatar_image(name_or_path: str | None, settings=None):
-    """An avatar from the library by name, an image file, the settings' avatar.current, or the first one."""
+    """(image, what it is): a library avatar by name, an image file, the settings' avatar.current, or the
+    first one in the library."""
     import numpy as np
     from .avatars import AvatarLibrary, load_picture
     if name_or_path and Path(name_or_path).expanduser().is_file():
-        return np.asarray(load_picture(Path(name_or_path).expanduser()))
+        path = Path(name_or_path).expanduser()
+        return np.asarray(load_picture(path)), str(path)
     lib = AvatarLibrary()
     if name_or_path:
-        return lib.get(name_or_path).load_image()
+        avatar = lib.get(name_or_path)
+        return avatar.load_image(), avatar.name
     current = settings.avatar.current if settings is not None else None
     if current and current not in lib:
         raise ConfigError(f"avatar.current: '{current}' is not in the avatar library; pick one with "
                           "`avatarcam avatars use NAME` (see `avatarcam avatars list`)")
-    return lib.default(current).load_image()
+    avatar = lib.default(current)
+    return avatar.load_image(), avatar.name
 
 
 def _stream_overrides(args) -> dict:
@@ -79,7 +83,8 @@ def cmd_run(args) -> int:
         raise ConfigError(f"--out: {out} already exists; add --force to overwrite it, or choose another name")
     if args.duration is not None and args.duration <= 0:
         raise ConfigError(f"--duration must be positive seconds, got {args.duration}")
-    options = SessionOptions(model=args.model, avatar_image=_avatar_image(args.avatar, settings), audio_file=audio,
+    image, avatar_name = _avatar_image(args.avatar, settings)
+    options = SessionOptions(model=args.model, avatar_image=image, audio_file=audio,
                              camera=args.camera, record=out, obs=args.obs, duration_s=args.duration,
                              device=args.device, seed=args.seed, stream_overrides=_stream_overrides(args),
                              realtime=args.realtime)
@@ -88,6 +93,8 @@ def cmd_run(args) -> int:
     session = Session(settings, options)
     progress = _Progress(enabled=not args.quiet, total_s=_audio_seconds(audio, args.duration))
     session.on_event(progress.on_event)
+    if not args.quiet:
+        say(f"avatar {avatar_name}, model {args.model or settings.engine.model}")
     with StopOnSignals(session) as stopper:
         try:
             session.start()
@@ -229,7 +236,11 @@ def cmd_devices(args) -> int:
 def cmd_doctor(args) -> int:
     from .doctor import format_checks, run_checks
     _quiet_device_logs(args)
-    checks = run_checks(_settings(args), model=args.model)
+    try:
+        settings = _settings(args)
+    except ConfigError:      # a broken settings file is one of the checks (config dir), not the end
+        settings = None
+    checks = run_checks(settings, model=args.model, settings_path=Path(args.settings) if args.settings else None)
     print(format_checks(checks))
     return 1 if any(c.ok is False for c in checks) and args.strict else 0
 
@@ -284,16 +295,32 @@ def cmd_bench(args) -> int:
 
 
 def cmd_settings(args) -> int:
-    from .config import default_settings_path, save_settings
+    from .config import default_settings_path, reset_settings, save_settings
+    path = Path(args.settings) if args.settings else default_settings_path()
+    if args.action == "path":          # works even when the file is broken
+        print(path)
+        return 0
+    if args.action == "reset":
+        backup = reset_settings(path)
+        print(f"moved {path} to {backup}; defaults in use" if backup else f"no settings file at {path}; defaults in use")
+        return 0
+    bad = [p for p in args.pairs if "=" not in p]
+    if bad:
+        raise ConfigError(f"settings {args.action}: expected KEY=VALUE (e.g. camera.fps=30), got '{bad[0]}'")
+    if args.pairs and args.action != "set":
+        raise ConfigError("settings show takes no KEY=VALUE; use `avatarcam settings set KEY=VALUE`")
+    args.set = (args.set or []) + list(args.pairs)
     settings = _settings(args)
-    if args.action == "path":
-        print(args.settings or default_settings_path())
-    elif args.action == "show":
+    if args.action == "show":
         import yaml
-        print(yaml.safe_dump(settings.to_dict(), sort_keys=False), end="")
+        data = settings.to_dict()
+        if data["obs"].get("password"):
+            data["obs"]["password"] = "********"   # shown on screens and in bug reports: never the secret
+        print(yaml.safe_dump(data, sort_keys=False), end="")
     elif args.action == "set":
-        path = save_settings(settings, args.settings)
-        print(f"saved {path}")
+        if not args.set:
+            raise ConfigError("settings set: give KEY=VALUE, e.g. `avatarcam settings set camera.fps=30`")
+        print(f"saved {save_settings(settings, args.settings)}")
     return 0
 
 
@@ -317,6 +344,10 @@ def cmd_models(args) -> int:
 
 
 def cmd_tray(args) -> int:
+    from .doctor import display_problem
+    problem = display_problem()
+    if problem:
+        raise AvatarCamError(problem)
     try:
         from ui.app import main as ui_main
     except ImportError as exc:
@@ -398,7 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     st = sub.add_parser("settings", help="show or change the settings file")
-    st.add_argument("action", choices=["show", "path", "set"])
+    st.add_argument("action", choices=["show", "path", "set", "reset"],
+                    help="set KEY=VALUE...; reset moves the file aside (kept as a .bak) and uses defaults")
+    st.add_argument("pairs", nargs="*", metavar="KEY=VALUE")
     st.add_argument("--set", action="append", metavar="KEY=VALUE")
     st.set_defaults(func=cmd_settings)
 

@@ -272,6 +272,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
     if not path.exists():
         log.info("no settings file at %s; using defaults", path)
         return Settings()
+    fix = f"fix it, or start from defaults with `{reset_command(path)}` (it keeps the old file as a backup)"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -280,16 +281,43 @@ def load_settings(path: str | Path | None = None) -> Settings:
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         raise ConfigError(f"settings file {path} is not valid YAML{where}: "
-                          f"{getattr(e, 'problem', None) or e}") from e
+                          f"{getattr(e, 'problem', None) or e}; {fix}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"settings file {path} is not text (byte {e.start} is not UTF-8: a binary or damaged "
+                          f"file); {fix}") from e
     except OSError as e:
         raise ConfigError(f"cannot read settings file {path}: {e}") from e
     try:
         settings, unknown = settings_from_dict(data)
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from e
+        raise ConfigError(f"{path}: {e}; {fix}") from e
     if unknown:
         log.warning("%s: unknown settings kept but not used: %s", path, ", ".join(unknown))
     return settings
+
+
+def reset_command(path: Path) -> str:
+    default = path == default_settings_path()
+    return "avatarcam settings reset" if default else f"avatarcam --settings {path} settings reset"
+
+
+def reset_settings(path: str | Path | None = None) -> Path | None:
+    """Move the settings file aside (``settings.yaml.bak-YYYYmmdd-HHMMSS``) so defaults apply; returns the
+    backup, or None when there was no file. Nothing is deleted."""
+    import time
+    path = Path(path) if path is not None else default_settings_path()
+    if not path.exists():
+        return None
+    backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while backup.exists():
+        backup = path.with_name(f"{path.name}.bak-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
+    try:
+        path.rename(backup)
+    except OSError as e:
+        raise ConfigError(f"cannot move {path} aside: {e.strerror or e}") from e
+    return backup
 
 
 def save_settings(settings: Settings, path: str | Path | None = None) -> Path:

@@ -337,6 +337,12 @@ def check_model(model: str, models_dir: Path | None = None) -> Check:
     folder, source = locate_model(model, shipped_root=models_dir)
     shipped = source == "shipped"
     if not folder.exists():
+        from .config import EngineSettings
+        if shipped and model != EngineSettings().model:   # a name nobody ships: a typo, not a broken install
+            from .models import list_models
+            known = ", ".join(sorted({e.name for e in list_models(shipped_root=models_dir)})) or "none"
+            return Check(MODEL, False, f"no model named {model!r} (known: {known})",
+                         "see `avatarcam models list`; set engine.model to one of them or to a model folder")
         if shipped:
             return Check(MODEL, False, f"the shipped model {model!r} is missing ({folder} does not exist)", _REINSTALL)
         return Check(MODEL, False, f"model folder {folder} does not exist",
@@ -364,6 +370,12 @@ def check_model(model: str, models_dir: Path | None = None) -> Check:
                 return Check(MODEL, False, f"{card.name}: {p} is not a readable safetensors file ({e})",
                              _REINSTALL if shipped else f"replace {p} with an intact copy")
         total += p.stat().st_size if p.is_file() else 0
+    from engine.checksums import check_checksums
+    damaged = check_checksums(card.root)
+    if damaged:
+        return Check(MODEL, False, f"{card.name}: {damaged[0]}" + (f" (+{len(damaged) - 1} more)" if len(damaged) > 1 else ""),
+                     _REINSTALL if shipped else "re-import the model, or `avatarcam models checksum FOLDER` "
+                                                "after a deliberate change")
     where = "shipped" if shipped else str(folder)
     return Check(MODEL, True, f"{card.name} ({where}): {card.width}x{card.height} @ {card.fps:g} fps, "
                               f"{len(_card_files(card))} weight files, {total / 1e6:.1f} MB")
@@ -407,6 +419,14 @@ def check_config_dir(settings_path: Path | None = None) -> Check:
     except OSError as e:
         return Check(CONFIG_DIR, False, f"cannot write in {path.parent}: {e.strerror or e}",
                      f"make {path.parent} writable by this user (or remove the file in its way)")
+    if path.exists():
+        from .config import load_settings, reset_command
+        from .errors import ConfigError
+        try:
+            load_settings(path)
+        except ConfigError as e:
+            return Check(CONFIG_DIR, False, str(e).split("; fix it, or")[0],
+                         f"fix the file, or `{reset_command(path)}` (moves it aside as a backup, then defaults)")
     state = "" if path.exists() else ", not created yet: defaults in use"
     return Check(CONFIG_DIR, True, f"{path} (writable{state})")
 
@@ -423,7 +443,8 @@ def check_library(library_root: Path | None = None, current: str | None = None) 
     avatars = lib.list()
     text = f"{lib.root}: {len(avatars)} avatar{'s' if len(avatars) != 1 else ''}"
     if current and current not in lib:
-        text += f"; avatar.current {current!r} is not among them (the first is used)"
+        return Check(LIBRARY, False, text + f"; avatar.current {current!r} is not among them",
+                     "pick one with `avatarcam avatars use NAME`")
     return Check(LIBRARY, True, text)
 
 
@@ -439,6 +460,23 @@ def check_pyside6() -> Check:
         return Check(PYSIDE6, False, f"PySide6 cannot be imported: {e}",
                      "pip install --force-reinstall PySide6-Essentials (Linux also needs libegl1 and libxkbcommon0)")
     return Check(PYSIDE6, True, f"PySide6 {PySide6.__version__} (Qt {QtCore.qVersion()})")
+
+
+def display_problem() -> str | None:
+    """Why a window cannot open here (Linux without a reachable display), or None. Qt itself would abort
+    with a misleading "xcb-cursor0 is needed" instead."""
+    if platform.system() != "Linux" or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    wayland, x11 = os.environ.get("WAYLAND_DISPLAY"), os.environ.get("DISPLAY")
+    if not wayland and not x11:
+        return ("no display: DISPLAY and WAYLAND_DISPLAY are unset (a console or ssh session); start the tray from "
+                "a desktop session (or ssh -X), or stream headless with `avatarcam run`")
+    if not wayland and x11 and x11.startswith(":"):
+        number = x11[1:].split(".")[0]
+        if number.isdigit() and not Path(f"/tmp/.X11-unix/X{number}").exists():
+            return (f"no display: DISPLAY={x11} but no X server listens there; start the tray from a desktop session, "
+                    "or stream headless with `avatarcam run`")
+    return None
 
 
 def check_display() -> Check:

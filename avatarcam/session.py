@@ -340,7 +340,9 @@ class Session:
                 from .errors import ConfigError
                 raise ConfigError(f"--audio: file not found: {path}")
             src = FileSource(path, realtime=False)
-            src.pcm  # decode now: a bad file fails here, with a clear message
+            if len(src.pcm) == 0:  # decode now: a bad file fails here, with a clear message
+                from .errors import ConfigError
+                raise ConfigError(f"--audio: {path} holds no audio samples (0 s); give a file with sound in it")
             src.open()
             return src
         src = MicSource(self.settings.audio.mic, block_ms=self.settings.audio.block_ms)
