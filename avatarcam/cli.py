@@ -138,7 +138,8 @@ def summary_line(stats, realtime: bool) -> str:
     else:
         lat = "offline, not real time"
     video_s = stats.frames_generated / stats.fps if stats.fps else 0.0
-    return (f"{stats.frames_generated} frames ({video_s:.1f} s) in {stats.elapsed_s:.1f} s "
+    on = f" on {stats.engine}" if stats.engine else ""
+    return (f"{stats.frames_generated} frames ({video_s:.1f} s) in {stats.elapsed_s:.1f} s{on} "
             f"(step p50 {stats.step_ms_p50:.1f} ms, p95 {stats.step_ms_p95:.1f} ms; {lat}; "
             f"dropped audio {stats.dropped_audio_s:.1f} s, dropped frames {stats.dropped_frames}, "
             f"repeated frames {stats.repeated_frames})")
@@ -183,22 +184,29 @@ def _audio_seconds(audio: Path | None, duration: float | None) -> float | None:
 
 
 class _Progress:
-    """A tqdm bar over seconds of audio turned into video (stderr; off with --quiet)."""
+    """A tqdm bar over seconds of audio turned into video (stderr; off with --quiet). It appears with the
+    first frames, so a failed start is just its error line."""
 
     def __init__(self, enabled: bool, total_s: float | None):
         self.bar = None
-        if enabled and sys.stderr.isatty() or enabled and total_s:
-            from tqdm import tqdm
-            self.bar = tqdm(total=round(total_s, 1) if total_s else None, unit="s", desc="streaming",
-                            file=sys.stderr, bar_format="{desc}: {n:.1f}/{total_fmt} s audio {bar} {elapsed}")
+        self.enabled = bool(enabled and (sys.stderr.isatty() or total_s))
+        self.total_s = total_s
 
     def on_event(self, event) -> None:
         if event.kind in ("warning", "error"):
             self.write(f"{event.kind}: {event.data}")
-        elif event.kind == "stats" and self.bar is not None:
+        elif event.kind == "stats" and self.enabled:
+            if self.bar is None:
+                from tqdm import tqdm
+                total = self.total_s
+                self.bar = tqdm(total=round(total, 1) if total else None, unit="s", desc="streaming", file=sys.stderr,
+                                bar_format="{desc}: {n:.1f}/{total_fmt} s audio {bar} {elapsed}")
             done = event.data.frames_generated / event.data.fps if event.data.fps else 0.0
-            self.bar.n = round(done, 1)
-            self.bar.refresh()
+            try:
+                self.bar.n = round(done, 1)
+                self.bar.refresh()
+            except OSError:   # terminal gone (SIGHUP)
+                pass
 
     def write(self, text: str) -> None:
         """A message on its own line, never glued to the bar's."""
@@ -380,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     _bool_flag(run, "realtime", "pace an --audio file like a live mic (default: only when a camera is on)")
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds of audio")
     run.add_argument("--model", help="model name or card folder (default: the shipped 'toon' model)")
-    run.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    run.add_argument("--device", help="torch device: auto, cpu, cuda (default: engine.device, auto)")
     run.add_argument("--seed", type=int, default=0, help="noise seed (same seed + input = same video)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. camera.fps=30")
     run.add_argument("-q", "--quiet", action="store_true")

@@ -60,6 +60,7 @@ class SessionStats:
     realtime_factor: float = 0.0            # audio seconds processed per wall second
     audio_s: float = 0.0                    # audio consumed so far
     fps: float = 0.0                        # the model's frame rate
+    engine: str = ""                        # "cpu float32 eager" (what actually runs; a failed compile says eager)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -88,7 +89,7 @@ class SessionOptions:
     record: Path | None = None
     obs: bool | None = None
     duration_s: float | None = None
-    device: str = "cpu"
+    device: str | None = None               # None: engine.device from the settings ("auto", "cpu", "cuda")
     seed: int | None = 0
     stream_overrides: dict = field(default_factory=dict)
     preview: bool = False                   # emit "frame" events for a preview widget
@@ -246,10 +247,14 @@ class Session:
         self._stats = SessionStats(state="starting")
         set_threads(s.engine.threads)
         overrides = {**anchor_overrides(s), **o.stream_overrides}
+        from .engine_choice import choose_engine
         from .models import resolve_model
+        self.engine = choose_engine(s.engine, o.device)
         try:
             folder = resolve_model(o.model or s.engine.model)
-            self.stream = open_stream(folder, device=o.device, seed=o.seed, **overrides)
+            self.stream = open_stream(folder, device=self.engine.device, dtype=self.engine.torch_dtype,
+                                      seed=o.seed, **overrides)
+            self._apply_backend()
         except CheckpointError as exc:
             raise ModelError(str(exc)) from exc
         except ValueError as exc:
@@ -269,7 +274,7 @@ class Session:
         live = []
         want_camera = s.camera.enabled if o.camera is None else o.camera
         if want_camera:
-            cam = VirtualCamera(s.camera.width, s.camera.height, fps, device=s.camera.device,
+            cam = VirtualCamera(s.camera.width, s.camera.height, s.camera.fps, device=s.camera.device,
                                 backend=s.camera.backend, mirror=s.camera.mirror)
             try:
                 cam.open()
@@ -283,7 +288,8 @@ class Session:
         self.delayed_mic = None
         if s.audio.delayed_output and o.audio_file is None:
             from .delayed_mic import DelayedMicOutput
-            self.delayed_mic = DelayedMicOutput(s.audio.delayed_output, self.stream.expected_latency_s)
+            delay = self.stream.expected_latency_s if s.audio.delay_auto else s.audio.delay_s
+            self.delayed_mic = DelayedMicOutput(s.audio.delayed_output, delay)
             try:
                 self.delayed_mic.open()
             except AvatarCamError as exc:
@@ -313,6 +319,18 @@ class Session:
         self._shown = 0
         self._latencies: collections.deque = collections.deque(maxlen=200)
         self._shown_times: collections.deque = collections.deque(maxlen=int(fps * 3))
+
+    def _apply_backend(self) -> None:
+        """engine.backend: eager as loaded, or the DiT wrapped by engine.backends (torch.compile; TensorRT
+        on a GPU). A compiler that fails at run time falls back to eager and says so (stats.backend)."""
+        self.backend_stats = None
+        if self.engine.backend == "eager":
+            return
+        from engine.backends import compile_model
+        wrapped = compile_model(self.stream.model, self.engine.backend, dtype=self.engine.torch_dtype,
+                                device=self.engine.device, stream=self.stream.stream_config)
+        self.stream.sampler.model = wrapped
+        self.backend_stats = wrapped.stats
 
     def _default_avatar(self) -> np.ndarray:
         try:
@@ -451,14 +469,20 @@ class Session:
                 self._note_latency(index, self._sample_skip)   # no live sink: a frame is out when it is made
 
     def _pacer_loop(self) -> None:
+        """Show frames at the output rate (camera.fps with a camera, else the model's): a model frame is
+        due every fps/out_fps ticks, so 25 fps frames on a 30 fps camera repeat every fifth tick (rate
+        conversion, not counted); a frame that is due but not made yet is a repeat (engine late)."""
         if not self.paced:
             return
-        period = 1.0 / self.stream.fps
+        out_fps = self.settings.camera.fps if self.live is not None else self.stream.fps
+        period = 1.0 / out_fps
+        per_tick = self.stream.fps / out_fps
         max_buffer = max(2, self.stream.frames_per_block * 2)
         last = self.reference
         next_t = time.monotonic()
         started = False
         finished = False
+        owed = 0.0
         while not self._stop.is_set() and not finished:
             # drop the oldest when the engine ran ahead (keeps latency bounded)
             while self.frame_q.qsize() > max_buffer:
@@ -467,18 +491,28 @@ class Session:
                     finished = True
                     break
                 self._stats.dropped_frames += 1
-            try:
-                item = self.frame_q.get_nowait()
-            except queue.Empty:
-                item = None
-            if item is _END:
+            owed += per_tick
+            took = None
+            while owed >= 1.0 and not finished:
+                try:
+                    item = self.frame_q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _END:
+                    finished = True
+                    break
+                owed -= 1.0
+                took = item
+            if finished and took is None:
                 break
-            if item is not None:
-                index, last, skip = item
+            if took is not None:
+                index, last, skip = took
                 started = True
                 self._note_latency(index, skip)
-            elif started:
-                self._stats.repeated_frames += 1   # engine late: hold the last frame, never freeze
+            elif owed >= 1.0:
+                if started:
+                    self._stats.repeated_frames += 1   # engine late: hold the last frame, never freeze
+                owed = min(owed, 1.0)                  # no catching up in a burst later
             self._show(last)
             next_t += period
             delay = next_t - time.monotonic()
@@ -610,6 +644,12 @@ class Session:
         st.obs_status = obs.status if obs is not None else st.obs_status
         st.audio_s = self.clock.samples / SAMPLE_RATE
         st.fps = stream.fps
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            bs = getattr(self, "backend_stats", None)
+            backend = engine.backend if bs is None or bs.active == bs.requested else f"{bs.active} ({bs.requested} " \
+                f"failed: {bs.reason})"
+            st.engine = f"{engine.device} {engine.dtype} {backend}"
         if st.elapsed_s > 0:
             st.realtime_factor = self.clock.samples / SAMPLE_RATE / st.elapsed_s
         return dataclasses.replace(st)
