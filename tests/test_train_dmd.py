@@ -1,6 +1,10 @@
 """DMD: the student's rollout is the real sampler, its gradient points at the teacher, two ranks train."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import torch
 
 from engine.config import ModelConfig, StreamConfig
@@ -10,7 +14,7 @@ from engine.schedule import FlowSchedule
 from engine.train import dmd
 from engine.train.dist import load_checkpoint, read_losses
 from engine.train.loop import CHECKPOINT, LOSSES
-from tests.fixtures_train import tiny_data, tiny_recipe, tiny_teacher, torchrun  # noqa: F401
+from tests.fixtures_train import REPO, tiny_data, tiny_recipe, tiny_teacher, torchrun  # noqa: F401
 
 
 def test_dmd_trains_under_torchrun_with_two_ranks(tiny_recipe, tiny_data, tiny_teacher, tmp_path):
@@ -113,3 +117,39 @@ def test_resumed_dmd_continues_from_saved_step_and_matches_uninterrupted_run(tin
     assert [r["student_step"] for r in read_losses(tmp_path / "a" / LOSSES)] == [1, 2]
     a, b = load_file(str(tmp_path / "a" / dmd.WEIGHTS)), load_file(str(tmp_path / "b" / dmd.WEIGHTS))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+_WORKER = '''
+import atexit, os, sys
+import torch, torch.distributed as td
+from engine.train.dist import setup, teardown
+d = setup()
+t = torch.ones(1000)
+kept = td.all_reduce(t, async_op=True)   # a handle that outlives the group, as in the DMD stage
+kept.wait()
+
+def at_shutdown():
+    names = [open(f"/proc/self/task/{x}/comm").read().strip() for x in os.listdir("/proc/self/task")]
+    with open(os.path.join(sys.argv[1], f"rank{d.rank}.txt"), "w") as f:
+        f.write("\\n".join(names))
+
+atexit.register(at_shutdown)
+teardown(d)
+'''
+
+
+def test_torchrun_workers_never_reach_interpreter_shutdown_with_gloo_threads(tmp_path):
+    """The flaky SIGABRT ('terminate called without an active exception', rank 1, after training): gloo's
+    threads outlived destroy_process_group and were torn down during interpreter shutdown. A worker that
+    still holds a collective's handle must not reach that shutdown with those threads running."""
+    script = tmp_path / "worker.py"
+    script.write_text(_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):
+        seen = tmp_path / f"rank{rank}.txt"
+        alive = seen.read_text().split() if seen.exists() else []
+        assert not [name for name in alive if "gloo" in name], alive

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,9 +129,31 @@ def setup(device: str | None = None, threads: int | None = None) -> Dist:
 
 
 def teardown(d: Dist) -> None:
+    """Leave the process group; a torchrun worker that ends normally then exits at once (status 0).
+
+    Why exit here: gloo's threads (gloo_tcp_loop, pt_gloo_runloop) can outlive destroy_process_group
+    when something still holds the backend (seen after the DMD stage, in /proc/self/task), and C++
+    then destroys them during interpreter shutdown, where a still-joinable std::thread aborts the
+    process now and then ("terminate called without an active exception", SIGABRT, rank 1, after
+    training had finished). Here every collective is done (barrier) and every file is closed, so
+    skipping Python's shutdown loses nothing. An exception on its way out is left to propagate.
+    """
     if d.active and torch_dist.is_initialized():
         torch_dist.barrier()
         torch_dist.destroy_process_group()
+        if sys.exc_info()[0] is None:
+            _exit_worker()
+
+
+def _exit_worker() -> None:
+    """Flush what Python buffers (logs, stdout, stderr) and end the process without its shutdown."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 def configure_logging(d: Dist) -> None:
