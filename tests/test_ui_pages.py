@@ -274,3 +274,11 @@ def test_theme_override_is_saved_and_applied(ui_app, ui_home):
 
 from tests.fixtures_obs import obs_server, xvfb_display  # noqa: E402,F401
 from tests.fixtures_pulse import mic_feeder, pulse  # noqa: E402,F401
+
+
+def test_live_page_reports_dropped_audio(ui_app):
+    from avatarcam.session import SessionStats
+    live = ui_app().window.pages["live"]
+    live.show_stats(SessionStats(dropped_frames=3, repeated_frames=4, frames_shown=100, dropped_audio_s=2.5))
+    assert live.tiles["drops"].value.text() == "3 / 4"
+    assert live.tiles["drops"].detail.text() == "2.5 s of audio dropped · 100 frames shown"

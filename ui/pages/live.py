@@ -96,8 +96,10 @@ class LivePage(Page):
         t["latency"].set(_ms(st.latency_s), f"expected {_ms(st.expected_latency_s)}" if st.expected_latency_s else "")
         t["step"].set(f"{st.step_ms_p50:.0f} ms" if st.step_ms_p50 else "–",
                       f"p95 {st.step_ms_p95:.0f} ms" if st.step_ms_p95 else "")
-        t["drops"].set(f"{st.dropped_frames} / {st.repeated_frames}",
-                       f"{st.frames_shown} frames shown" if st.frames_shown else "")
+        shown = f"{st.frames_shown} frames shown" if st.frames_shown else ""
+        if st.dropped_audio_s:   # the engine fell behind the voice: say how much it never heard
+            shown = f"{st.dropped_audio_s:.1f} s of audio dropped" + (f" · {shown}" if shown else "")
+        t["drops"].set(f"{st.dropped_frames} / {st.repeated_frames}", shown)
         t["realtime"].set(f"{st.realtime_factor:.2f}×" if st.realtime_factor else "–",
                           "≥ 1.0 keeps up with the voice" if st.realtime_factor else "")
         t["obs"].set(st.obs_status.split(":")[0].capitalize() if st.obs_status else "Off",
