@@ -474,6 +474,20 @@ class AvatarLibrary:
         return self._create(img, name, path.stem.replace("_", " "),
                             {"prompt": str(prompt), "source": str(path.resolve()), "kind": "image"})
 
+    @staticmethod
+    def fit_advice(avatar: Avatar) -> str | None:
+        """One sentence when the avatar's picture is outside what the default model draws well, else None.
+
+        Measured on the picture (engine.domain: flatness, colour, the toon encoder's round trip), so
+        a photo or a drawing in another style is named before the user streams it.
+        """
+        from PIL import Image
+
+        from engine.domain import advice
+        with Image.open(avatar.image_path) as img:
+            pixels = np.asarray(img.convert("RGB"))
+        return advice(pixels)
+
     def new_cartoon(self, seed: int | None = None, name: str | None = None, prompt: str = "") -> Avatar:
         """A new cartoon avatar drawn by the toon generator; a random seed is drawn and recorded."""
         from PIL import Image

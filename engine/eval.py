@@ -81,11 +81,15 @@ class EvalConfig:
     threads: int = 1                         # torch threads per process
     seed: int = 0                            # sampler noise seed
     ablations: tuple[str, ...] = tuple(VARIANTS)
+    picture_avatars: int = 4                 # held-out avatars (glasses and hats among them) for the picture
+    picture_seconds: float = 60.0            # ... each on this much held-out speech with silences
+    sheets: str | None = None                # contact sheets: <sheets>_frames.png and <sheets>_eyes.png
 
     @classmethod
     def quick(cls, **changes) -> "EvalConfig":
         base = dict(lipsync_clips=2, lipsync_seconds=3.0, rollout_seconds=12.0, segment_seconds=3.0,
-                    ablation_seconds=6.0, clip_seconds=3.0, gap_seconds=(0.4, 1.0), workers=1)
+                    ablation_seconds=6.0, clip_seconds=3.0, gap_seconds=(0.4, 1.0), workers=1,
+                    picture_avatars=1, picture_seconds=8.0)
         base.update(changes)
         return cls(**base)
 
@@ -208,6 +212,7 @@ class StreamJob:
     seed: int = 0
     threads: int = 1
     truth_controls: np.ndarray | None = None   # also probe these controls' rendered round trips (the ceiling)
+    picture: bool = False           # also record the picture measures (engine.eval_picture) and keep frames
 
 
 def truth_round_trip_open(stream, identity, controls: np.ndarray, probe) -> np.ndarray:
@@ -252,6 +257,11 @@ def run_stream(job: StreamJob) -> dict:
 
     n = int(round(len(job.audio) * card.fps / SAMPLE_RATE))
     rec = {k: np.full(n, np.nan, np.float32) for k in ("mad", "hist", "open", "change", "change_outside")}
+    pic = None
+    if job.picture:
+        from engine.eval_picture import Geometry, PictureRecorder
+        pic = PictureRecorder(Geometry.of(job.avatar_seed, card.width), n)
+        outside = pic.geo.outside_mouth()
     prev: np.ndarray | None = None
     done = 0
     t0 = last_log = time.perf_counter()
@@ -271,6 +281,8 @@ def run_stream(job: StreamJob) -> dict:
                 d = np.abs(ff - prev).mean(-1)
                 rec["change"][done] = d.mean()
                 rec["change_outside"][done] = d[outside].mean()
+            if pic is not None:
+                pic.add(done, f, float(o))
             prev = ff
             done += 1
 
@@ -287,6 +299,11 @@ def run_stream(job: StreamJob) -> dict:
     if job.truth_controls is not None:
         rec["open_truth_frames"] = truth_round_trip_open(stream, random_identity(job.avatar_seed),
                                                          job.truth_controls, probe)
+    if pic is not None:
+        rec.update(pic.rec)
+        rec["portrait_eye_edge"] = pic.portrait_eye_edge
+        rec["kept"] = {k: (i, f) for k, (_, i, f) in pic.kept.items()}
+        rec["portrait"] = pic.geo.portrait
     return {"name": job.name, "frames": done, "wall_s": wall, "frames_per_s": done / max(wall, 1e-9),
             "step_ms": float(np.mean(stream.step_ms)) if stream.step_ms else float("nan"),
             "decode_ms_per_frame": float(np.sum(stream.decode_ms) / max(done, 1)),
@@ -373,6 +390,67 @@ def slice_record(rec: dict, n: int) -> dict:
     return out
 
 
+def picture_avatars(first: int, count: int) -> list[int]:
+    """Held-out avatar seeds covering round and square glasses and every hat, then plain ones."""
+    from engine.train.toon.identity import random_identity
+    wanted = [("glasses", "round"), ("glasses", "square"), ("hat", "beanie"), ("hat", "cap"), ("hat", "bow")]
+    seeds: list[int] = []
+    s = first
+    while len(seeds) < count and s < first + 5000:
+        ident = random_identity(s)
+        hit = next((w for w in wanted if getattr(ident, w[0]) == w[1]), None)
+        if hit is not None:
+            wanted.remove(hit)
+            seeds.append(s)
+        elif not wanted:
+            seeds.append(s)
+        s += 1
+    return seeds
+
+
+def picture_section(results: dict, avatars: list[int], truth: np.ndarray, roll_truth: np.ndarray, roll_avatar: int,
+                    fps: float, sheets: str | None) -> dict:
+    """Picture measures per avatar (and for the long rollout), their means, the targets; contact sheets."""
+    from engine.eval_picture import Geometry, contact_sheet, eye_closeups, picture_summary, picture_targets
+    per: dict[str, dict] = {}
+    rows, geos = [], {}
+    runs = [(f"picture:{a}", a, truth) for a in avatars] + [("rollout", roll_avatar, roll_truth)]
+    for name, avatar, tr in runs:
+        rec = results[name]
+        summary = picture_summary(rec, silent_mask(tr[: rec["frames"]]), fps, rec["portrait_eye_edge"])
+        summary["avatar_seed"] = avatar
+        summary["decode_ms_per_frame"] = rec["decode_ms_per_frame"]
+        per[name] = summary
+        label = f"{'rollout ' if name == 'rollout' else ''}{avatar}"
+        kept = rec["kept"]
+        tiles = [("portrait", rec["portrait"])]
+        for key, title in (("silent_candidate", "frame 150"), ("widest_open", "widest open"),
+                           ("worst_eyes", "worst eyes"), ("blink", "a blink")):
+            if key in kept:
+                tiles.append((f"{title} (#{kept[key][0]})", kept[key][1]))
+        rows.append((label, tiles))
+        geos[label] = Geometry.of(avatar, rec["portrait"].shape[0])
+    avatars_only = [per[f"picture:{a}"] for a in avatars]
+    keys = ("psnr_silence", "eye_edge_ratio_silence", "smear_ratio", "jitter_outside_mouth_silence",
+            "blinks_per_min_silence", "decode_ms_per_frame")
+    mean = {k: float(np.nanmean([p[k] for p in avatars_only])) for k in keys} if avatars_only else {}
+    if avatars_only:
+        mean["lost_eye_frames"] = int(sum(p["lost_eye_frames"] for p in avatars_only))
+    worst = {
+        "psnr_silence": min(p["psnr_silence"] for p in per.values()),
+        "eye_edge_ratio_silence": min(p["eye_edge_ratio_silence"] for p in per.values()),
+        "smear_ratio": max(p["smear_ratio"] for p in per.values()),
+        "jitter_outside_mouth_silence": max(p["jitter_outside_mouth_silence"] for p in per.values()),
+        "blinks_per_min_silence": per["rollout"]["blinks_per_min_silence"],
+        "lost_eye_frames": sum(p["lost_eye_frames"] for p in per.values()),
+    }
+    if sheets:
+        contact_sheet(rows, f"{sheets}_frames.png")
+        eye_closeups(rows, geos, f"{sheets}_eyes.png")
+    return {"avatars": per, "mean_over_avatars": mean, "worst": worst, "targets_on_worst": picture_targets(worst),
+            "sheets": [f"{sheets}_frames.png", f"{sheets}_eyes.png"] if sheets else []}
+
+
 # -- the run --------------------------------------------------------------------------------------------
 def _init_worker(level: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(processName)s %(name)s: %(message)s")
@@ -441,7 +519,14 @@ def evaluate(cfg: EvalConfig) -> dict:
              long_seconds, len(program.seeds), time.time() - t_start)
 
     common = dict(card=root, probe=cfg.probe, seed=cfg.seed, threads=cfg.threads)
-    jobs = [StreamJob("rollout", audio=program.audio[: n_roll * spf], avatar_seed=avatar, **common)]
+    jobs = [StreamJob("rollout", audio=program.audio[: n_roll * spf], avatar_seed=avatar, picture=True, **common)]
+    pic_avatars = picture_avatars(cfg.first_seed + 1000, cfg.picture_avatars)
+    pic_program = heldout_program(cfg.first_seed + 200, cfg.picture_seconds, cfg.clip_seconds, cfg.gap_seconds, fps,
+                                  cfg.seed + 1)
+    n_pic = int(round(cfg.picture_seconds * fps))
+    for a in pic_avatars:
+        jobs.append(StreamJob(f"picture:{a}", audio=pic_program.audio[: n_pic * spf], avatar_seed=a, picture=True,
+                              **common))
     skipped: dict[str, str] = {}
     reuse_full = "full" in cfg.ablations and n_roll >= n_abl
     for name in cfg.ablations:
@@ -501,6 +586,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     }
     stability["target_drift_within_2pct"] = abs(stability["drift_mad"]) <= 0.02
 
+    picture = picture_section(results, pic_avatars, pic_program.truth, program.truth, avatar, fps, cfg.sheets)
+
     # ablations on the same audio
     variants: dict[str, dict] = {}
     for name in cfg.ablations:
@@ -534,7 +621,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                      "silence": f"ground truth < {SILENT_LEVEL} for >= {SILENT_RUN} frames, {SILENT_TRIM} trimmed per end",
                      "reference": "the avatar portrait after the autoencoder round trip (as the decoder draws it)"},
         "probe": probe_metrics(cfg.probe),
-        "lipsync": lipsync, "stability": stability, "ablations": ablations,
+        "lipsync": lipsync, "stability": stability, "ablations": ablations, "picture": picture,
         "timing": {"wall_s": time.time() - t_start, "jobs": {k: v["wall_s"] for k, v in results.items()}},
     })
 
@@ -671,6 +758,7 @@ def report(result: dict) -> str:
         f"Drift (last segment vs first): pixels {100 * (st['drift_mad'] or 0):+.2f} %, histogram "
         f"{100 * (st['drift_hist'] or 0):+.2f} %. Target within 2 %: **{yes(st['target_drift_within_2pct'])}**.",
         "",
+        *picture_report(result.get("picture")),
         f"## Ablations ({ab['seconds']:g} s each, same audio and avatar)",
         "| variant | drift (pixels) | mean pixels to ref | jitter in silence | jitter outside mouth | "
         "block-boundary ratio | lip-sync r (lag) | silence openness |",
@@ -696,6 +784,35 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def picture_report(pic: dict | None) -> list[str]:
+    """The picture section of the markdown page (absent in results written before it existed)."""
+    if not pic:
+        return []
+    from engine.eval_picture import __doc__ as how
+    yes = lambda ok: "met" if ok else "MISSED"  # noqa: E731
+    t = pic["targets_on_worst"]
+    w = pic["worst"]
+    lines = ["## Picture: the avatar stays itself", "",
+             " ".join(how.split("\n\n", 1)[1].split()), "",
+             "| run | avatar | PSNR silent (dB) | eye edge energy | smear ratio | jitter outside mouth (silence) | "
+             "blinks/min (silence) | lost-eye frames | decode ms/frame |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, p in pic["avatars"].items():
+        lines.append(f"| {name} | {p['avatar_seed']} | {_fmt(p['psnr_silence'], 1)} | "
+                     f"{_fmt(p['eye_edge_ratio_silence'], 2)} | {_fmt(p['smear_ratio'], 2)} | "
+                     f"{_fmt(p['jitter_outside_mouth_silence'], 2)} | {_fmt(p['blinks_per_min_silence'], 1)} | "
+                     f"{p['lost_eye_frames']} | {_fmt(p['decode_ms_per_frame'], 1)} |")
+    lines += ["", f"Targets on the worst run: PSNR >= 30 dB ({_fmt(w['psnr_silence'], 1)}): "
+              f"**{yes(t['psnr_silence_ge_30'])}**; eye edge energy >= 80 % ({_fmt(w['eye_edge_ratio_silence'], 2)}): "
+              f"**{yes(t['eye_edge_ratio_ge_0.8'])}**; smear ratio <= 1.5 ({_fmt(w['smear_ratio'], 2)}): "
+              f"**{yes(t['smear_ratio_le_1.5'])}**; no lost eye ({w['lost_eye_frames']} frames): "
+              f"**{yes(t['no_lost_eye'])}**; jitter <= 0.5 ({_fmt(w['jitter_outside_mouth_silence'], 2)}): "
+              f"**{yes(t['jitter_le_0.5'])}**; 8-20 blinks/min in silence on the rollout "
+              f"({_fmt(w['blinks_per_min_silence'], 1)}): **{yes(t['blinks_8_to_20_per_min'])}**.", ""]
+    for sheet in pic.get("sheets", []):
+        lines.append(f"![]({Path(sheet).name})")
+    return lines + [""]
+
+
 def _fmt(v, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
@@ -715,6 +832,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="docs/eval_toon.json")
     p.add_argument("--plot", default="docs/eval_toon.png", help="PNG path ('' for none)")
     p.add_argument("--report", default="docs/eval_toon.md", help="markdown summary path ('' for none)")
+    p.add_argument("--sheets", default="docs/eval_toon", help="contact sheets prefix ('' for none): _frames.png, _eyes.png")
+    p.add_argument("--picture-avatars", type=int)
+    p.add_argument("--picture-seconds", type=float)
     p.add_argument("--rerender", action="store_true",
                    help="run nothing: re-derive the targets and rewrite the plot and report from the JSON at --out")
     args = p.parse_args(argv)
@@ -722,7 +842,9 @@ def main(argv: list[str] | None = None) -> None:
     changes = {k: v for k, v in {"model": args.model, "ode_student": args.ode_student, "probe": args.probe,
                                  "rollout_seconds": args.rollout_seconds, "ablation_seconds": args.ablation_seconds,
                                  "lipsync_clips": args.lipsync_clips, "workers": args.workers,
-                                 "threads": args.threads}.items() if v is not None}
+                                 "threads": args.threads, "picture_avatars": args.picture_avatars,
+                                 "picture_seconds": args.picture_seconds,
+                                 "sheets": args.sheets or None}.items() if v is not None}
     if args.ablations:
         changes["ablations"] = tuple(a.strip() for a in args.ablations.split(",") if a.strip())
     cfg = EvalConfig.quick(**changes) if args.quick else EvalConfig(**changes)

@@ -29,14 +29,20 @@ SAMPLE_RATE = 16000
 
 class FrameDecoder(Protocol):
     def encode_image(self, image: np.ndarray) -> torch.Tensor: ...
-    def reset(self, reference_latent: torch.Tensor) -> None: ...
+    def reset(self, reference_latent: torch.Tensor, image: np.ndarray) -> None: ...
     def decode(self, latents: torch.Tensor) -> np.ndarray: ...
 
 
 class ToonDecoder:
-    """Our per-frame autoencoder: frames are independent, so streaming needs no state."""
+    """Our per-frame autoencoder's encoder, and the reference-aware decoder when the card has one.
 
-    def __init__(self, card: ModelCard, device: str | torch.device):
+    With `decoder.reference` in the card the frames are drawn at the card's size by
+    `engine.refdecoder.RefDecoder` from the latent plus the portrait (prepared once in `reset`), and
+    an `IdleBlinks` clock adds blinks the audio cannot predict; without it, the autoencoder's own
+    decoder draws them at its size. Frames are independent, so streaming needs no other state.
+    """
+
+    def __init__(self, card: ModelCard, device: str | torch.device, seed: int | None = 0):
         from .autoencoder import ToonAutoencoder
         path = card.path(card.decoder.get("weights", "autoencoder.safetensors"))
         try:
@@ -44,15 +50,90 @@ class ToonDecoder:
         except FileNotFoundError as exc:
             raise CheckpointError(f"model '{card.name}': decoder weights missing ({exc})") from exc
         self.size = self.ae.cfg.image_size
+        self.ref_decoder = None
+        if card.decoder.get("reference"):
+            from .refdecoder import RefDecoder
+            try:
+                self.ref_decoder = RefDecoder.load(card.path(card.decoder["reference"])).to(device)
+            except FileNotFoundError as exc:
+                raise CheckpointError(f"model '{card.name}': reference decoder weights missing ({exc})") from exc
+            self.ref_decoder = self.ref_decoder.to(memory_format=torch.channels_last)
+        blinks = card.decoder.get("idle_blinks", {})
+        self.blinks = IdleBlinks(card.fps, seed=seed, **blinks) if self.ref_decoder is not None and blinks else None
+        self._ref: tuple | None = None
+
+    @property
+    def out_size(self) -> int:
+        return self.ref_decoder.cfg.image_size if self.ref_decoder is not None else self.size
 
     def encode_image(self, image: np.ndarray) -> torch.Tensor:
         return self.ae.encode(fit_image(image, self.size, self.size))[0]
 
-    def reset(self, reference_latent: torch.Tensor) -> None:
-        pass
+    def reset(self, reference_latent: torch.Tensor, image: np.ndarray) -> None:
+        if self.ref_decoder is None:
+            return
+        from .refdecoder import image_to_tensor
+        s = self.ref_decoder.cfg.image_size
+        portrait = image_to_tensor(fit_image(image, s, s)).to(reference_latent.device)
+        with torch.no_grad():
+            self._ref = self.ref_decoder.prepare(portrait, reference_latent.reshape(1, *reference_latent.shape[-3:]))
+        if self.blinks is not None:
+            self.blinks.reset()
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        return self.ae.decode(latents.reshape(-1, *latents.shape[-3:]))
+        latents = latents.reshape(-1, *latents.shape[-3:])
+        if self.ref_decoder is None:
+            return self.ae.decode(latents)
+        if self._ref is None:
+            raise RuntimeError("ToonDecoder.decode before reset(): the reference decoder needs the portrait")
+        drive = None
+        if self.blinks is not None:
+            drive = torch.tensor(self.blinks.next(latents.shape[0]), dtype=latents.dtype)[:, None]
+        return self.ref_decoder.decode(latents, self._ref, drive)
+
+
+class IdleBlinks:
+    """A seeded blink clock: how far the lids are shut (0..1) for each next frame.
+
+    Why: blinking is not in the voice, so a one-step student driven by audio learns to keep the
+    eyes open; people blink every few seconds whether they speak or not. The profile is the
+    renderer's (60 ms closing, 40 ms shut, 110 ms opening).
+    """
+
+    def __init__(self, fps: float, seed: int | None = 0, min_s: float = 2.5, max_s: float = 6.0):
+        self.fps, self.min_s, self.max_s = float(fps), float(min_s), float(max_s)
+        self.seed = seed
+        self.reset()
+
+    def reset(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+        self.frame = 0
+        self.next_blink = self._interval(first=True)
+
+    def _interval(self, first: bool = False) -> int:
+        lo = 0.5 if first else self.min_s
+        return self.frame + max(1, int(round(self.rng.uniform(lo, self.max_s) * self.fps)))
+
+    def _profile_at(self, t: float) -> float:
+        close, shut, opening = 0.06, 0.04, 0.11
+        if t < close:
+            return t / close
+        if t < close + shut:
+            return 1.0
+        if t < close + shut + opening:
+            return 1.0 - (t - close - shut) / opening
+        return 0.0
+
+    def next(self, n: int) -> np.ndarray:
+        out = np.zeros(n, np.float32)
+        for i in range(n):
+            t = (self.frame - self.next_blink) / self.fps
+            if t >= 0:
+                out[i] = self._profile_at(t + 0.5 / self.fps)
+                if t > 0.21:
+                    self.next_blink = self._interval()
+            self.frame += 1
+        return out
 
 
 def fit_image(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -117,7 +198,7 @@ class WanDecoder:
         video = (pixels.permute(2, 0, 1).float() / 127.5 - 1.0)[None, None]
         return self.vae.encode(video.to(self.device, self.dtype))[0, 0].float()
 
-    def reset(self, reference_latent: torch.Tensor) -> None:
+    def reset(self, reference_latent: torch.Tensor, image: np.ndarray | None = None) -> None:
         self.stream.reset()
         self.stream.decode(reference_latent.reshape(1, 1, *reference_latent.shape[-3:]).to(self.device, self.dtype))
 
@@ -129,10 +210,10 @@ class WanDecoder:
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def build_decoder(card: ModelCard, device: str | torch.device) -> FrameDecoder:
+def build_decoder(card: ModelCard, device: str | torch.device, seed: int | None = 0) -> FrameDecoder:
     kind = card.decoder.get("kind", "toon")
     if kind == "toon":
-        return ToonDecoder(card, device)
+        return ToonDecoder(card, device, seed=seed)
     if kind == "wan":
         return WanDecoder(card, device)
     raise CheckpointError(f"model '{card.name}': decoder '{kind}' is not available in this build (known: toon, wan)")
@@ -169,7 +250,7 @@ class AvatarStream:
         if self.audio.dim != card.model.audio_dim:
             raise CheckpointError(f"model '{card.name}': audio encoder gives {self.audio.dim} features per frame, "
                                   f"the model expects {card.model.audio_dim}")
-        self.decoder = build_decoder(card, self.device)
+        self.decoder = build_decoder(card, self.device, seed=seed)
         gen = torch.Generator(device="cpu")
         gen.manual_seed(int(seed) if seed is not None else int(time.time_ns() % 2**31))
         sampler_cls = SelfForcingSampler if baseline else StreamingSampler
@@ -211,7 +292,7 @@ class AvatarStream:
         fitted = fit_image(image, *self.size)
         ref = self.decoder.encode_image(fitted)
         self.sampler.start(ref, text_context)
-        self.decoder.reset(ref)
+        self.decoder.reset(ref, fitted)
         self.audio.reset()
         self._features = torch.zeros(0, self.card.model.audio_dim)
         self.frames_out = 0

@@ -136,6 +136,7 @@ QLabel#statValue {{ font-size: 16pt; font-weight: 600; }}
 QLabel#statLabel {{ color: {c.muted}; font-size: 9pt; }}
 QLabel#error {{ color: {c.danger}; }}
 QLabel#ok {{ color: {c.success}; }}
+QLabel#warning {{ color: {c.warning}; }}
 QLabel#note {{ color: {c.muted}; font-size: 9pt; }}
 QFrame#card {{ background: {c.surface}; border: 1px solid {c.border}; border-radius: 12px; }}
 QFrame#sidebar {{ background: {c.surface}; border-right: 1px solid {c.border}; }}

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 MAX_CARD_BYTES = 40 * 1024 * 1024
 AUTOENCODER = "autoencoder.safetensors"
+REFERENCE_DECODER = "refdecoder.safetensors"
+IDLE_BLINKS = {"min_s": 2.5, "max_s": 6.0}     # seconds between the stream's idle blinks (engine.stream.IdleBlinks)
 
 
 def logmel_settings(overrides: dict) -> dict:
@@ -43,20 +45,33 @@ def logmel_settings(overrides: dict) -> dict:
     return out
 
 
+def _copy_pair(src: Path, folder: Path, name: str) -> None:
+    """Weights (.safetensors) and their config (.yaml) into the card under `name`."""
+    for part in (src, src.with_suffix(".yaml")):
+        target = folder / (Path(name).stem + part.suffix)
+        if part.resolve() != target.resolve():
+            atomic_write(target, lambda tmp, part=part: shutil.copyfile(part, tmp), mode=0o644)
+
+
 def write_card(recipe: Recipe, student_weights: Path, folder: str | Path) -> Path:
-    """The model folder the app loads: model.yaml + model.safetensors + the autoencoder's two files."""
+    """The model folder the app loads: model.yaml + model.safetensors + the autoencoder's two files
+    (+ the reference decoder's two, which then sets the card's output size)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ae = data_stage.resolve(recipe.data.autoencoder).with_suffix(".safetensors")
-    for src in (ae, ae.with_suffix(".yaml")):
-        target = folder / (Path(AUTOENCODER).stem + src.suffix)
-        if src.resolve() != target.resolve():
-            atomic_write(target, lambda tmp, src=src: shutil.copyfile(src, tmp), mode=0o644)
+    _copy_pair(data_stage.resolve(recipe.data.autoencoder).with_suffix(".safetensors"), folder, AUTOENCODER)
+    decoder: dict = {"kind": "toon", "weights": AUTOENCODER}
+    size = recipe.data.image_size
+    if recipe.data.reference_decoder:
+        from engine.refdecoder import RefDecoder
+        src = data_stage.resolve(recipe.data.reference_decoder).with_suffix(".safetensors")
+        size = RefDecoder.load(src).cfg.image_size
+        _copy_pair(src, folder, REFERENCE_DECODER)
+        decoder.update(reference=REFERENCE_DECODER, idle_blinks=dict(IDLE_BLINKS))
     card = ModelCard(
         name=recipe.name, model=recipe.model, stream=recipe.stream, fps=recipe.data.fps,
-        width=recipe.data.image_size, height=recipe.data.image_size, video_frames_per_latent=1,
+        width=size, height=size, video_frames_per_latent=1,
         audio={"encoder": "logmel", **logmel_settings(recipe.data.logmel)},
-        decoder={"kind": "toon", "weights": AUTOENCODER},
+        decoder=decoder,
         description="Toon avatar student distilled by engine.train.pipeline (teacher -> ODE backfill -> DMD).")
     atomic_write(folder / card.weights, lambda tmp: shutil.copyfile(student_weights, tmp), mode=0o644)
     save_card(card, folder)

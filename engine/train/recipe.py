@@ -34,6 +34,7 @@ class DataConfig:
     first_seed: int = 0
     shard_clips: int = 8            # clips per safetensors shard (a shard is one unit of work)
     autoencoder: str = "engine/models/toon/autoencoder.safetensors"
+    reference_decoder: str = ""     # engine.refdecoder weights the card draws frames with ("" : the autoencoder's)
     logmel: dict = field(default_factory=dict)   # LogMelEncoder keyword arguments (defaults if empty)
     encode_batch: int = 25
 

@@ -239,7 +239,7 @@ class AvatarsPage(Page):
         except OSError as exc:
             show_message(self.add_error, f"Could not add {Path(path).name}: {exc.strerror or exc}")
             return None
-        show_message(self.add_error, "")
+        show_message(self.add_error, self.controller.library.fit_advice(avatar) or "", kind="warning")
         self.refresh(select=avatar.name)
         self.controller.avatars_changed.emit()
         return avatar
