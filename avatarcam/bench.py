@@ -57,7 +57,7 @@ def _voice(seconds: float) -> np.ndarray:
 
 def _avatar() -> np.ndarray:
     from engine.train.toon.identity import random_identity, render_portrait
-    return render_portrait(random_identity(0), 256)
+    return render_portrait(random_identity(0), 512)   # the library stores avatars at 512
 
 
 def bench_e2e(model: str | None = None, seconds: float = 20.0, block_ms: int = 20, threads: int = 0) -> dict:

@@ -29,16 +29,25 @@ except ImportError:
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("eval")
-    card = make_card(folder / "card")
+    card = make_card(folder / "card", reference=True)
     out, png, md = folder / "eval.json", folder / "eval.png", folder / "eval.md"
     main(["--quick", "--model", str(card), "--ode-student", str(card / "model.safetensors"),
-          "--out", str(out), "--plot", str(png) if HAVE_MPL else "", "--report", str(md)])
+          "--out", str(out), "--plot", str(png) if HAVE_MPL else "", "--report", str(md),
+          "--sheets", str(folder / "sheet")])
     return out, png, md
 
 
 def test_eval_json_has_every_section_and_field(quick_run):
     r = json.loads(quick_run[0].read_text())
-    assert set(r) >= {"model", "settings", "probe", "lipsync", "stability", "ablations", "timing"}
+    assert set(r) >= {"model", "settings", "probe", "lipsync", "stability", "ablations", "picture", "timing"}
+    pic = r["picture"]
+    assert len(pic["avatars"]) == 2 and "rollout" in pic["avatars"]      # quick: one held-out avatar + rollout
+    for p in pic["avatars"].values():
+        assert {"psnr_silence", "eye_edge_ratio_silence", "smear_ratio", "jitter_outside_mouth_silence",
+                "blinks_per_min_silence", "lost_eye_frames", "decode_ms_per_frame"} <= set(p)
+        assert p["frames"] > 0 and p["silent_frames"] > 0
+    assert set(pic["targets_on_worst"]) == {"psnr_silence_ge_30", "eye_edge_ratio_ge_0.8", "smear_ratio_le_1.5",
+                                            "no_lost_eye", "jitter_le_0.5", "blinks_8_to_20_per_min"}
     pooled = r["lipsync"]["pooled"]
     assert set(pooled) >= {"best_lag", "r_best", "r_lag0", "lags", "r_by_lag", "silent_mean_open",
                            "speaking_mean_open", "silent_closed_fraction"}
@@ -70,13 +79,21 @@ def test_eval_json_is_strict_json(quick_run):
 
 
 @pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed (the plot is optional)")
+def test_eval_writes_contact_sheets(quick_run):
+    from PIL import Image
+    folder = quick_run[0].parent
+    for name in ("sheet_frames.png", "sheet_eyes.png"):
+        with Image.open(folder / name) as im:
+            assert im.width >= 256 and im.height >= 64
+
+
 def test_eval_writes_a_png_plot(quick_run):
     assert quick_run[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_eval_writes_a_markdown_report_with_every_section(quick_run):
     text = quick_run[2].read_text()
-    for heading in ("## Lip sync", "## Stability", "## Ablations", "Paper's ordering"):
+    for heading in ("## Lip sync", "## Stability", "## Picture", "## Ablations", "Paper's ordering"):
         assert heading in text
     assert "| no_rope_reindex |" in text
 

@@ -32,5 +32,5 @@ def test_demo_voice_is_8_to_12_seconds_of_16k_mono_speech_with_a_pause():
 
 def test_default_avatar_matches_the_generator():
     img = np.asarray(Image.open(DEFAULT_AVATAR_PNG).convert("RGB"))
-    assert img.shape == (256, 256, 3)
-    assert np.array_equal(img, render_portrait(random_identity(DEFAULT_AVATAR_SEED), 256))
+    assert img.shape == (512, 512, 3)
+    assert np.array_equal(img, render_portrait(random_identity(DEFAULT_AVATAR_SEED), 512))

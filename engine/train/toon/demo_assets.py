@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     audio = demo_voice()
     write_wav(args.out / "demo_voice.wav", audio)
-    portrait = Image.fromarray(render_portrait(random_identity(DEFAULT_AVATAR_SEED), 256))
+    portrait = Image.fromarray(render_portrait(random_identity(DEFAULT_AVATAR_SEED), 512))  # the library and card size
     atomic_write(args.out / "default_avatar.png", lambda tmp: portrait.save(tmp, format="PNG"), mode=0o644)
     logger.info("wrote %s (%.1f s) and default_avatar.png", args.out / "demo_voice.wav", audio.size / SAMPLE_RATE)
 
