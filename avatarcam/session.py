@@ -623,8 +623,10 @@ class Session:
             return self._final_stats
         st = self._stats
         st.state = self._state
-        st.elapsed_s = time.monotonic() - getattr(self, "_t_start", time.monotonic())
         stream = self.stream
+        if stream is None or not hasattr(self, "clock"):   # start failed before the stream was up
+            return dataclasses.replace(st)
+        st.elapsed_s = time.monotonic() - getattr(self, "_t_start", time.monotonic())
         st.frames_generated = self._frame_index
         st.frames_shown = self._shown
         times = list(self._shown_times)

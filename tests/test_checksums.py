@@ -23,7 +23,7 @@ VOICE = ROOT / "avatarcam" / "data" / "demo_voice.wav"
 def avatarcam(*args, home: Path):
     env = dict(os.environ, AVATARCAM_HOME=str(home), XDG_CONFIG_HOME=str(home / "config"))
     return subprocess.run([sys.executable, "-m", "avatarcam.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=180, cwd=ROOT)
+                          env=env, timeout=600, cwd=ROOT)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def avatarcam(*args, home: Path, env_extra: dict | None = None, drop: tuple = ()
     for key in drop:
         env.pop(key, None)
     return subprocess.run([sys.executable, "-m", "avatarcam.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=180, cwd=ROOT)
+                          env=env, timeout=600, cwd=ROOT)
 
 
 def settings_file(home: Path) -> Path:

@@ -129,35 +129,58 @@ def start_run(tmp_path: Path, card: Path, out: Path, *extra: str, seconds: float
                             env=cli_env(tmp_path), preexec_fn=preexec)
 
 
-def wait_recording(proc: subprocess.Popen, folder: Path, timeout: float = 60) -> None:
-    """Until the run's temporary .part file exists (the stream is going)."""
+def part_size(folder: Path) -> int:
+    """Bytes in the run's temporary .part file (0 before it exists or once it was renamed)."""
+    size = 0
+    for part in folder.glob(".*.part"):
+        try:
+            size = max(size, part.stat().st_size)
+        except FileNotFoundError:
+            pass
+    return size
+
+
+def wait_recording(proc: subprocess.Popen, folder: Path, min_bytes: int = 1, timeout: float = 300) -> None:
+    """Until the run's temporary .part file holds ``min_bytes`` (frames are being written). Generous:
+    on a loaded 2-core machine starting torch alone can take a minute."""
     deadline = time.monotonic() + timeout
-    while not list(folder.glob(".*.part")):
+    while part_size(folder) < min_bytes:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the run never started recording"
         time.sleep(0.1)
 
 
+@pytest.fixture
+def procs():
+    """Popen objects a test started; any still running at the end is killed (a failed test leaves none)."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.parametrize("sig,realtime", [(signal.SIGINT, False), (signal.SIGTERM, True), (signal.SIGHUP, True)])
-def test_a_signal_ends_the_run_with_a_finished_mp4_in_sync(tmp_path, random_card, sig, realtime):
+def test_a_signal_ends_the_run_with_a_finished_mp4_in_sync(tmp_path, random_card, sig, realtime, procs):
     """Ctrl-C, SIGTERM and SIGHUP (terminal closed) used to leave no mp4 (143/129) or one with the whole
     file's audio (Ctrl-C: 26.3 s of video with 328.8 s of audio)."""
     out = tmp_path / "talk.mp4"
     seconds = 30.0 if realtime else 240.0
     proc = start_run(tmp_path, random_card, out, "--realtime" if realtime else "--no-realtime", seconds=seconds)
-    wait_recording(proc, tmp_path)
-    time.sleep(2.0)
+    procs.append(proc)
+    wait_recording(proc, tmp_path, min_bytes=16_000)        # a few seconds of video are in
     proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert f"stopped by {sig.name}" in stderr and "Traceback" not in stderr
     assert out.exists() and not list(tmp_path.glob(".*.part"))
     video_s = assert_in_sync(out)
-    assert 1.0 < video_s < seconds - 5
+    assert 0.5 < video_s < seconds - 5
     assert f"wrote {out} ({video_s:.1f} s)" in stdout
 
 
-def test_sigterm_with_obs_puts_the_scene_back(tmp_path, random_card, obs_server):
+def test_sigterm_with_obs_puts_the_scene_back(tmp_path, random_card, obs_server, procs):
     from obswebsocket import requests as R
     ws = obs_server.client()
     scenes = [s["sceneName"] for s in ws.call(R.GetSceneList()).getScenes()]
@@ -174,13 +197,14 @@ def test_sigterm_with_obs_puts_the_scene_back(tmp_path, random_card, obs_server)
                              str(wav), "--out", str(out), "--no-camera", "--model", str(random_card),
                              "--realtime", "--obs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT, env=cli_env(tmp_path))
+    procs.append(proc)
     wait_recording(proc, tmp_path)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while ws.call(R.GetCurrentProgramScene()).getCurrentProgramSceneName() != "AvatarCam":
         assert time.monotonic() < deadline, "AvatarCam never switched the scene"
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert ws.call(R.GetCurrentProgramScene()).getCurrentProgramSceneName() == "Scene"
     assert_in_sync(out)
@@ -196,7 +220,7 @@ def _limit_file_size(limit: int):
 
 
 def _check_full_disk_run(proc: subprocess.Popen, out: Path, seconds: float) -> None:
-    stdout, stderr = proc.communicate(timeout=300)
+    stdout, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr and "internal error" not in stderr
     warnings = [line for line in stderr.splitlines() if line.startswith("warning:") and str(out) in line]
@@ -209,13 +233,14 @@ def _check_full_disk_run(proc: subprocess.Popen, out: Path, seconds: float) -> N
     assert f"kept {out} ({video_s:.1f} s)" in stdout
 
 
-def test_file_size_limit_stops_the_recording_not_the_stream(tmp_path, random_card):
+def test_file_size_limit_stops_the_recording_not_the_stream(tmp_path, random_card, procs):
     out = tmp_path / "full.mp4"
     proc = start_run(tmp_path, random_card, out, seconds=60.0, preexec=_limit_file_size(420_000))
+    procs.append(proc)
     _check_full_disk_run(proc, out, 60.0)
 
 
-def test_full_tmpfs_stops_the_recording_not_the_stream(tmp_path, random_card):
+def test_full_tmpfs_stops_the_recording_not_the_stream(tmp_path, random_card, procs):
     disk = tmp_path / "small"
     disk.mkdir()
     if shutil.which("mount") is None or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=450k", "tmpfs",
@@ -224,6 +249,7 @@ def test_full_tmpfs_stops_the_recording_not_the_stream(tmp_path, random_card):
     try:
         out = disk / "full.mp4"
         proc = start_run(tmp_path, random_card, out, seconds=60.0)
+        procs.append(proc)
         _check_full_disk_run(proc, out, 60.0)
     finally:
         subprocess.run(["umount", str(disk)], check=False)
