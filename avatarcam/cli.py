@@ -195,6 +195,8 @@ class _Progress:
     def on_event(self, event) -> None:
         if event.kind in ("warning", "error"):
             self.write(f"{event.kind}: {event.data}")
+        elif event.kind == "info":
+            self.write(str(event.data))
         elif event.kind == "stats" and self.enabled:
             if self.bar is None:
                 from tqdm import tqdm

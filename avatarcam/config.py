@@ -84,7 +84,7 @@ class AnchorSettings:
 class EngineSettings:
     model: str = "toon"  # a shipped model name or a path to a model card folder
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
-    backend: str = field(default="eager", metadata=_choices("eager", "compile", "tensorrt"))
+    backend: str = field(default="auto", metadata=_choices("auto", "eager", "compile", "tensorrt"))
     dtype: str = field(default="auto", metadata=_choices("auto", "float32", "float16", "bfloat16"))
     threads: int = field(default=0, metadata=_range(0, 256))  # CPU threads; 0: half the cores (a busy
     # machine slows an oversubscribed torch by 10x or more, see docs/bench_engine.md)

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 AUDIO_BACKLOG_S = 0.5   # most live audio that may wait for the engine; older audio is dropped beyond it
+BEHIND_AFTER_S = 2.0    # the engine below real time this long (live input): say so, with the fix
+BEHIND_RATE = 0.95      # audio the engine takes in per second of wall time, below which it is behind
 _END = object()
 
 
@@ -61,6 +63,7 @@ class SessionStats:
     audio_s: float = 0.0                    # audio consumed so far
     fps: float = 0.0                        # the model's frame rate
     engine: str = ""                        # "cpu float32 eager" (what actually runs; a failed compile says eager)
+    behind: str = ""                        # set while the engine has been behind real time for seconds: why + fix
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -128,6 +131,33 @@ class AudioClock:
         for end, t in self._marks:
             if end >= sample:
                 return t
+        return None
+
+
+class EnginePace:
+    """Whether the engine keeps up with live audio: its intake rate over the last BEHIND_AFTER_S seconds."""
+
+    def __init__(self, after_s: float = BEHIND_AFTER_S, rate: float = BEHIND_RATE):
+        self.after_s, self.threshold = after_s, rate
+        self.marks: collections.deque = collections.deque()
+        self.behind = False
+        self.rate = 1.0
+
+    def update(self, now: float, heard_s: float) -> str | None:
+        """Add a sample (wall time, audio seconds the engine took in); returns "behind"/"recovered" on a change."""
+        self.marks.append((now, heard_s))
+        while len(self.marks) > 2 and now - self.marks[1][0] >= self.after_s:
+            self.marks.popleft()
+        t0, h0 = self.marks[0]
+        if now - t0 < self.after_s:
+            return None
+        self.rate = (heard_s - h0) / (now - t0)
+        if not self.behind and self.rate < self.threshold:
+            self.behind = True
+            return "behind"
+        if self.behind and self.rate >= 0.99:
+            self.behind = False
+            return "recovered"
         return None
 
 
@@ -247,19 +277,27 @@ class Session:
         self._stats = SessionStats(state="starting")
         set_threads(s.engine.threads)
         overrides = {**anchor_overrides(s), **o.stream_overrides}
-        from .engine_choice import choose_engine
+        from .engine_choice import choose_engine, resolve_tuned
         from .models import resolve_model
         self.engine = choose_engine(s.engine, o.device)
         try:
             folder = resolve_model(o.model or s.engine.model)
-            self.stream = open_stream(folder, device=self.engine.device, dtype=self.engine.torch_dtype,
-                                      seed=o.seed, **overrides)
+            self.engine = resolve_tuned(self.engine, folder, say=lambda m: self._emit("info", m),
+                                        stream_overrides=overrides)
+            # on the CPU the stream loads in float32 and engine.accel converts what the variant needs
+            dtype = self.engine.torch_dtype if self.engine.device != "cpu" else __import__("torch").float32
+            self.stream = open_stream(folder, device=self.engine.device, dtype=dtype, seed=o.seed, **overrides)
             self._apply_backend()
+            self._pipeline()
         except CheckpointError as exc:
             raise ModelError(str(exc)) from exc
         except ValueError as exc:
             raise ModelError(f"invalid anchor/stream settings: {exc}") from exc
         image = o.avatar_image if o.avatar_image is not None else self._default_avatar()
+        if self.engine.backend == "compile":       # compile now, not in the first live seconds
+            from engine.accel import warm_stream
+            self._emit("info", "preparing the compiled engine (faster once its code is cached on disk)")
+            warm_stream(self.stream, image)
         self.reference = self.stream.start(image)
         fps = self.stream.fps
         width, height = self.stream.size
@@ -324,6 +362,15 @@ class Session:
         """engine.backend: eager as loaded, or the DiT wrapped by engine.backends (torch.compile; TensorRT
         on a GPU). A compiler that fails at run time falls back to eager and says so (stats.backend)."""
         self.backend_stats = None
+        if self.engine.device == "cpu":      # DiT and decoder follow the variant (engine.accel)
+            from engine.accel import Variant, apply_variant
+            if self.engine.backend == "compile":   # compiled code kept between runs, beside the settings
+                import os
+                from .avatars import data_dir
+                os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(data_dir() / "engine" / "inductor"))
+            info = apply_variant(self.stream, Variant(self.engine.backend, self.engine.dtype))
+            self.backend_stats = info.get("backend_stats")
+            return
         if self.engine.backend == "eager":
             return
         from engine.backends import compile_model
@@ -331,6 +378,13 @@ class Session:
                                 device=self.engine.device, stream=self.stream.stream_config)
         self.stream.sampler.model = wrapped
         self.backend_stats = wrapped.stats
+
+    def _pipeline(self) -> None:
+        """With a second core, the model steps on its own thread while features and decoding run here."""
+        from engine.pipeline import PipelinedStream, usable_cores
+        self.pipelined = self.engine.device == "cpu" and usable_cores() >= 2
+        if self.pipelined:
+            self.stream = PipelinedStream(self.stream)
 
     def _default_avatar(self) -> np.ndarray:
         try:
@@ -541,8 +595,11 @@ class Session:
     def _supervise(self) -> None:
         """Periodic stats, OBS / delayed-mic sync, and the orderly shutdown once the threads end."""
         last_offset = None
+        pace = EnginePace()
         while any(t.is_alive() for t in self._threads):
             self._stop.wait(0.5)
+            if self._realtime():
+                self._check_pace(pace)
             stats = self.stats()
             self._emit("stats", stats)
             if stats.latency_s is not None:
@@ -560,6 +617,25 @@ class Session:
         self._set_state(final.state)
         self._done.set()
 
+    def _check_pace(self, pace: "EnginePace") -> None:
+        """Degrade visibly: when the engine stays below real time, one warning with the change that helps."""
+        change = pace.update(time.monotonic(), self._engine_samples / SAMPLE_RATE)
+        if change == "behind":
+            self._stats.behind = f"the engine runs at {pace.rate:.2f}x real time, so audio is skipped: {self._advice()}"
+            self._warn(self._stats.behind)
+        elif change == "recovered":
+            self._stats.behind = ""
+            self._emit("info", "the engine keeps up with real time again")
+
+    def _advice(self) -> str:
+        """The one change most likely to help here."""
+        e = self.engine
+        if e.device == "cpu" and (self.settings.engine.backend != "auto" or self.settings.engine.dtype != "auto"):
+            return "set engine.backend=auto and engine.dtype=auto (the fastest variant measured on this CPU)"
+        if e.device == "cpu" and not getattr(self, "pipelined", False):
+            return "give AvatarCam a second core (close other programs), so decoding runs beside the model"
+        return "close programs that keep the CPU busy (a game, a browser, a second encoder in OBS)"
+
     def _sync_latency(self, latency: float, last_offset: int | None) -> int | None:
         """Delay the mic (delayed output, OBS sync offset) by the measured latency so lips match voice."""
         if self.delayed_mic is not None and self.settings.audio.delay_auto:
@@ -572,6 +648,9 @@ class Session:
         return last_offset
 
     def _close_all(self) -> None:
+        close = getattr(self.stream, "close", None)     # the pipelined stream's step thread
+        if close is not None:
+            close()
         for name in ("source", "live", "delayed_mic"):
             part = getattr(self, name, None)
             if part is not None:
@@ -651,7 +730,8 @@ class Session:
             bs = getattr(self, "backend_stats", None)
             backend = engine.backend if bs is None or bs.active == bs.requested else f"{bs.active} ({bs.requested} " \
                 f"failed: {bs.reason})"
-            st.engine = f"{engine.device} {engine.dtype} {backend}"
+            st.engine = f"{engine.device} {engine.dtype} {backend}" + \
+                (", pipelined on 2 cores" if getattr(self, "pipelined", False) else "")
         if st.elapsed_s > 0:
             st.realtime_factor = self.clock.samples / SAMPLE_RATE / st.elapsed_s
         return dataclasses.replace(st)

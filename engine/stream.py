@@ -61,6 +61,7 @@ class ToonDecoder:
         blinks = card.decoder.get("idle_blinks", {})
         self.blinks = IdleBlinks(card.fps, seed=seed, **blinks) if self.ref_decoder is not None and blinks else None
         self._ref: tuple | None = None
+        self.fast_decode = None   # engine.accel.FastRefDecode: same frames in bf16 / compiled, when chosen
 
     @property
     def out_size(self) -> int:
@@ -89,7 +90,7 @@ class ToonDecoder:
         drive = None
         if self.blinks is not None:
             drive = torch.tensor(self.blinks.next(latents.shape[0]), dtype=latents.dtype)[:, None]
-        return self.ref_decoder.decode(latents, self._ref, drive)
+        return (self.fast_decode or self.ref_decoder.decode)(latents, self._ref, drive)
 
 
 class IdleBlinks:

@@ -16,7 +16,7 @@ def test_defaults_cover_every_section_and_use_obs_websocket_v5_port():
     s = Settings()
     assert s.obs.port == 4455
     assert (s.camera.width, s.camera.height, s.camera.fps) == (1280, 720, 25)
-    assert s.engine.device == "auto" and s.engine.backend == "eager"
+    assert s.engine.device == "auto" and s.engine.backend == "auto"
     assert s.anchors.style_anchor and s.anchors.rope_reindex and s.anchors.anchor_audio_zero
     assert s.audio.delay_auto and s.obs.sync_offset_auto
     validate(s)
