@@ -408,6 +408,26 @@ def picture_avatars(first: int, count: int) -> list[int]:
     return seeds
 
 
+def glitch_summary(results: dict, base: str) -> dict:
+    """Do bad frames land on the same frame numbers for the same noise seed, whatever the audio?
+
+    Correlation of the per-frame eye-region distance to the portrait between: the same seed on
+    different audio (seed-locked glitches make this high), the same audio with another seed, and
+    different audio with another seed (the floor: nothing shared).
+    """
+    a = results[base]["eye_dist"]
+    b, c = results["glitch:other_audio"]["eye_dist"], results["glitch:other_seed"]["eye_dist"]
+    n = min(len(a), len(b), len(c))
+    ok = np.isfinite(a[:n]) & np.isfinite(b[:n]) & np.isfinite(c[:n])
+    a, b, c = a[:n][ok], b[:n][ok], c[:n][ok]
+    top = lambda x: set(np.argsort(-x)[: max(1, len(x) // 100)].tolist())  # noqa: E731
+    return {"frames": int(ok.sum()),
+            "r_same_seed_other_audio": pearson(a, b), "r_same_audio_other_seed": pearson(a, c),
+            "r_other_audio_other_seed": pearson(b, c),
+            "worst_1pct_shared_same_seed": len(top(a) & top(b)) / max(1, len(top(a))),
+            "worst_1pct_shared_other_seed": len(top(b) & top(c)) / max(1, len(top(b)))}
+
+
 def picture_section(results: dict, avatars: list[int], truth: np.ndarray, roll_truth: np.ndarray, roll_avatar: int,
                     fps: float, sheets: str | None) -> dict:
     """Picture measures per avatar (and for the long rollout), their means, the targets; contact sheets."""
@@ -527,6 +547,15 @@ def evaluate(cfg: EvalConfig) -> dict:
     for a in pic_avatars:
         jobs.append(StreamJob(f"picture:{a}", audio=pic_program.audio[: n_pic * spf], avatar_seed=a, picture=True,
                               **common))
+    # seed-locked glitches: the same avatar on other audio with the same noise seed, and with another seed
+    other = heldout_program(cfg.first_seed + 300, cfg.picture_seconds, cfg.clip_seconds, cfg.gap_seconds, fps,
+                            cfg.seed + 2)
+    glitch_avatar = pic_avatars[0] if pic_avatars else avatar
+    common_glitch = {**common, "seed": cfg.seed + 1}
+    jobs.append(StreamJob("glitch:other_audio", audio=other.audio[: n_pic * spf], avatar_seed=glitch_avatar,
+                          picture=True, **common))
+    jobs.append(StreamJob("glitch:other_seed", audio=pic_program.audio[: n_pic * spf], avatar_seed=glitch_avatar,
+                          picture=True, **common_glitch))
     skipped: dict[str, str] = {}
     reuse_full = "full" in cfg.ablations and n_roll >= n_abl
     for name in cfg.ablations:
@@ -587,6 +616,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     stability["target_drift_within_2pct"] = abs(stability["drift_mad"]) <= 0.02
 
     picture = picture_section(results, pic_avatars, pic_program.truth, program.truth, avatar, fps, cfg.sheets)
+    picture["seed_locked_glitches"] = glitch_summary(results, f"picture:{glitch_avatar}" if pic_avatars else "rollout")
 
     # ablations on the same audio
     variants: dict[str, dict] = {}
@@ -808,6 +838,13 @@ def picture_report(pic: dict | None) -> list[str]:
               f"**{yes(t['no_lost_eye'])}**; jitter <= 0.5 ({_fmt(w['jitter_outside_mouth_silence'], 2)}): "
               f"**{yes(t['jitter_le_0.5'])}**; 8-20 blinks/min in silence on the rollout "
               f"({_fmt(w['blinks_per_min_silence'], 1)}): **{yes(t['blinks_8_to_20_per_min'])}**.", ""]
+    g = pic.get("seed_locked_glitches")
+    if g:
+        lines += [f"Seed-locked glitches ({g['frames']} frames): correlation of the per-frame eye-region distance, "
+                  f"same noise seed on other audio {_fmt(g['r_same_seed_other_audio'], 2)} (shared worst 1 % of "
+                  f"frames: {g['worst_1pct_shared_same_seed']:.0%}); other seed on other audio (nothing shared) "
+                  f"{_fmt(g['r_other_audio_other_seed'], 2)} ({g['worst_1pct_shared_other_seed']:.0%}); same audio, "
+                  f"other seed {_fmt(g['r_same_audio_other_seed'], 2)}.", ""]
     for sheet in pic.get("sheets", []):
         lines.append(f"![]({Path(sheet).name})")
     return lines + [""]

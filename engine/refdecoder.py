@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -49,6 +50,9 @@ class RefDecoderConfig:
     trunk_channels: tuple[int, ...] = (64, 48, 24, 12)   # at latent_size x1, x2, x4, x8
     out_patch: int = 4                                    # the last stage draws out_patch^2 pixels per cell
     drive_dim: int = len(DRIVE_NAMES)
+    base: bool = True                                     # synthesis starts from the autoencoder's frame
+    prior_gain: float = 20.0                              # mask prior: gain * (latent distance - threshold)
+    prior_threshold: float = 0.3                          # rms distance of a latent cell from the reference's
 
     def __post_init__(self) -> None:
         self.ref_channels = tuple(int(c) for c in self.ref_channels)
@@ -130,8 +134,25 @@ class RefDecoder(nn.Module):
         self.rgb = nn.Linear(t[3], p * p * 3)
         self.alpha = nn.Linear(t[3], p * p * 3)
         self.act = nn.SiLU()
-        with torch.no_grad():                             # start leaning to "copy the portrait"
-            self.alpha.bias.fill_(-2.0)
+        for mod in self.modules():                        # keep activations at scale through ~12 convs:
+            if isinstance(mod, nn.Conv2d):                # torch's default init shrinks them ~3x per layer
+                nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+                nn.init.zeros_(mod.bias)
+        with torch.no_grad():                             # start from the prior mask and a zero residual
+            for lin in (self.alpha, self.rgb):
+                lin.weight.zero_(), lin.bias.zero_()
+        self.base: nn.Module | None = None                # set by attach_base; not part of these weights
+
+    def attach_base(self, base: nn.Module | None) -> "RefDecoder":
+        """The per-frame autoencoder's decoder (latents -> frames at image_size / 2, [-1, 1]).
+
+        Its frame, upsampled, is what the synthesis starts from: it already draws every mouth the
+        generator makes (the mouth probe reads it at r 0.96), so this decoder only has to learn
+        where to use it (the mask) and how to sharpen it (a residual). Kept outside this module's
+        state: the card ships it once, as the autoencoder.
+        """
+        object.__setattr__(self, "base", base)
+        return self
 
     # -- once per stream ------------------------------------------------------------------------
     def prepare(self, image: torch.Tensor, latent: torch.Tensor) -> tuple:
@@ -159,11 +180,28 @@ class RefDecoder(nn.Module):
         h = self.fuse32(self.act(self.up32(h)), feats[2])
         h = self.fuse64(self.act(self.up64(h)), feats[1])
         h = self.fuse128(self.act(self.up128(h)), feats[0]).permute(0, 2, 3, 1)   # (n, s, s, c), a view
-        synth, mask = self.rgb(h), torch.sigmoid(self.alpha(h))
+        synth, mask = self.rgb(h), torch.sigmoid(self.alpha(h) + self.mask_prior(z, z_ref, h.shape[1:3]))
+        if self.base is not None:
+            k = self.cfg.image_size // self.cfg.latent_size
+            with torch.no_grad():
+                base = F.interpolate(self.base(z), size=(z.shape[-2] * k, z.shape[-1] * k), mode="bilinear",
+                                     align_corners=False)
+            synth = synth + to_patches(base, self.cfg.out_patch)
         frame = torch.lerp(portrait.expand_as(synth), synth, mask)
         if return_parts:
             return frame, {"mask": mask, "synth": synth}
         return frame
+
+    def mask_prior(self, z: torch.Tensor, z_ref: torch.Tensor, cells: tuple[int, int]) -> torch.Tensor:
+        """Mask logits from how far each latent cell is from the reference's: (n, cells, cells, 1).
+
+        Why: in silence the generator's latents sit within ~0.1 (rms) of the reference's, where the
+        mouth opens they move 0.7-0.9. A threshold between the two says where to trust the portrait
+        before anything is learned; the learned head only corrects it.
+        """
+        d = (z - z_ref.to(z.dtype)).pow(2).mean(1, keepdim=True).sqrt()
+        d = F.interpolate(d, size=cells, mode="bilinear", align_corners=False)
+        return (self.cfg.prior_gain * (d - self.cfg.prior_threshold)).permute(0, 2, 3, 1)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, ref: tuple, drive: torch.Tensor | None = None) -> np.ndarray:
@@ -192,6 +230,18 @@ class RefDecoder(nn.Module):
             raise ValueError(f"reference decoder {path}: weights do not match {card} "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
         return model.eval()
+
+
+class BaseDecoder(nn.Module):
+    """Scaled latents -> the per-frame autoencoder's frames in [-1, 1] (no rounding): RefDecoder's base."""
+
+    def __init__(self, autoencoder):
+        super().__init__()
+        self.ae = autoencoder
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        cfg = self.ae.cfg
+        return self.ae.decoder(z / cfg.latent_scale + cfg.latent_shift)
 
 
 def to_patches(x: torch.Tensor, p: int) -> torch.Tensor:

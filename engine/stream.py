@@ -52,12 +52,14 @@ class ToonDecoder:
         self.size = self.ae.cfg.image_size
         self.ref_decoder = None
         if card.decoder.get("reference"):
-            from .refdecoder import RefDecoder
+            from .refdecoder import BaseDecoder, RefDecoder
             try:
                 self.ref_decoder = RefDecoder.load(card.path(card.decoder["reference"])).to(device)
             except FileNotFoundError as exc:
                 raise CheckpointError(f"model '{card.name}': reference decoder weights missing ({exc})") from exc
             self.ref_decoder = self.ref_decoder.to(memory_format=torch.channels_last)
+            if self.ref_decoder.cfg.base:
+                self.ref_decoder.attach_base(BaseDecoder(self.ae))
         blinks = card.decoder.get("idle_blinks", {})
         self.blinks = IdleBlinks(card.fps, seed=seed, **blinks) if self.ref_decoder is not None and blinks else None
         self._ref: tuple | None = None

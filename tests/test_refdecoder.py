@@ -5,15 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.autoencoder import load_default
 from engine.checkpoints import load_card
-from engine.refdecoder import RefDecoder, RefDecoderConfig, from_patches, image_to_tensor, to_patches
-from engine.stream import MODELS_DIR, AvatarStream, IdleBlinks
+from engine.refdecoder import RefDecoder, RefDecoderConfig, from_patches, to_patches
+from engine.stream import MODELS_DIR, AvatarStream, IdleBlinks, build_decoder
 from engine.train.toon.identity import random_identity, render_portrait
 from engine.train.toon.regions import eye_box
 from engine.eval_picture import edge_energy, psnr
-
-SHIPPED = MODELS_DIR / "toon" / "refdecoder.safetensors"
 
 
 def test_patch_layout_round_trips():
@@ -50,14 +47,32 @@ def test_load_names_the_missing_file(tmp_path):
 def test_shipped_decoder_redraws_the_reference_latent_as_the_portrait(seed):
     """Held-out avatars (one with glasses): the reference latent decodes to the portrait, eyes and all."""
     torch.set_num_threads(1)
-    ae, model = load_default(), RefDecoder.load(SHIPPED)
+    decoder = build_decoder(load_card(MODELS_DIR / "toon"), "cpu")
     ident = random_identity(seed)
     portrait = render_portrait(ident, 512)
-    z_ref = ae.encode(render_portrait(ident, 256))
-    frame = model.decode(z_ref, model.prepare(image_to_tensor(portrait), z_ref))[0]
+    z_ref = decoder.encode_image(portrait)
+    decoder.reset(z_ref, portrait)
+    frame = decoder.decode(z_ref[None])[0]          # the first frames never blink (IdleBlinks waits >= 0.5 s)
     t, b, l, r = eye_box(ident, 512)
     assert psnr(frame, portrait) >= 32.0
     assert edge_energy(frame[t:b, l:r]) >= 0.85 * edge_energy(portrait[t:b, l:r])
+
+
+def test_a_blink_drive_shuts_the_eyes():
+    from engine.eval_picture import Geometry, white_pixels
+    torch.set_num_threads(1)
+    decoder = build_decoder(load_card(MODELS_DIR / "toon"), "cpu")
+    portrait = render_portrait(random_identity(100003), 512)
+    z_ref = decoder.encode_image(portrait)
+    decoder.reset(z_ref, portrait)
+    geo = Geometry.of(100003, 512)
+    ref = decoder.ref_decoder
+    shut = ref.decode(z_ref[None], decoder._ref, torch.ones(1, 1))[0]
+    open_ = ref.decode(z_ref[None], decoder._ref, torch.zeros(1, 1))[0]
+    for box in geo.eyes:
+        whites = white_pixels(geo.crop(portrait, box))
+        assert white_pixels(geo.crop(open_, box)) >= 0.8 * whites
+        assert white_pixels(geo.crop(shut, box)) <= 0.5 * whites
 
 
 def test_shipped_card_streams_512_frames():
