@@ -17,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .files import atomic_write, atomic_write_text
+from .weights_pair import load_weights, read_config, save_pair
 
 logger = logging.getLogger(__name__)
 
@@ -155,26 +153,12 @@ class ToonAutoencoder(nn.Module):
     # -- files -------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write `<path>` (.safetensors) and the config next to it (.yaml), each atomically."""
-        path = Path(path).with_suffix(".safetensors")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        # 0644, not mkstemp's 0600: shipped weights must be readable by all
-        atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "toon-autoencoder"}), mode=0o644)
-        os.chmod(path, 0o644)  # safetensors re-creates the temp file as 0600, undoing the mode above
-        atomic_write_text(path.with_suffix(".yaml"), yaml.safe_dump(self.cfg.to_dict(), sort_keys=False), mode=0o644)
+        save_pair(self, self.cfg.to_dict(), path, "toon-autoencoder")
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str = "cpu") -> "ToonAutoencoder":
-        path = Path(path).with_suffix(".safetensors")
-        card = path.with_suffix(".yaml")
-        if not path.is_file() or not card.is_file():
-            raise FileNotFoundError(f"toon autoencoder: expected {path} and {card}")
-        cfg = ToonAutoencoderConfig(**(yaml.safe_load(card.read_text()) or {}))
-        model = cls(cfg)
-        state = load_file(str(path), device=map_location)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"toon autoencoder {path}: weights do not match {card} (missing {missing[:5]}, unexpected {unexpected[:5]})")
-        return model.eval()
+        path, cfg = read_config(path, "toon autoencoder")
+        return load_weights(cls(ToonAutoencoderConfig(**cfg)), path, "toon autoencoder", map_location)
 
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "models" / "toon" / "autoencoder.safetensors"

@@ -25,16 +25,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .files import atomic_write, atomic_write_text
+from .weights_pair import load_weights, read_config, save_pair
 
 DRIVE_NAMES = ("blink",)
 
@@ -212,24 +209,12 @@ class RefDecoder(nn.Module):
 
     # -- files ----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path).with_suffix(".safetensors")
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"format": "toon-refdecoder"}), mode=0o644)
-        os.chmod(path, 0o644)
-        atomic_write_text(path.with_suffix(".yaml"), yaml.safe_dump(self.cfg.to_dict(), sort_keys=False), mode=0o644)
+        save_pair(self, self.cfg.to_dict(), path, "toon-refdecoder")
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str = "cpu") -> "RefDecoder":
-        path = Path(path).with_suffix(".safetensors")
-        card = path.with_suffix(".yaml")
-        if not path.is_file() or not card.is_file():
-            raise FileNotFoundError(f"reference decoder: expected {path} and {card}")
-        model = cls(RefDecoderConfig(**(yaml.safe_load(card.read_text()) or {})))
-        missing, unexpected = model.load_state_dict(load_file(str(path), device=map_location), strict=False)
-        if missing or unexpected:
-            raise ValueError(f"reference decoder {path}: weights do not match {card} "
-                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-        return model.eval()
+        path, cfg = read_config(path, "reference decoder")
+        return load_weights(cls(RefDecoderConfig(**cfg)), path, "reference decoder", map_location)
 
 
 class BaseDecoder(nn.Module):

@@ -98,7 +98,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
 
 
-def _lr(step: int, tc: TrainConfig) -> float:
+def cosine_lr(step: int, tc) -> float:
+    """Linear warm-up over tc.warmup steps, then cosine from tc.lr down to 5 % of it at tc.steps."""
     if step < tc.warmup:
         return tc.lr * (step + 1) / tc.warmup
     p = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
@@ -136,23 +137,30 @@ def evaluate(model: ToonAutoencoder, n_batches: int = 4, batch: int = 16) -> dic
     return {"psnr_heldout": float(np.mean(full)), "psnr_heldout_mouth": float(np.mean(mouth)), "n_images": len(full)}
 
 
+def restore(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    """Weights, optimiser and loss history from `out/checkpoint.pt` if it is there: (step, history)."""
+    ckpt = out / "checkpoint.pt"
+    if not ckpt.is_file():
+        return 0, []
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    start = int(state["step"])
+    history = []
+    if (out / "losses.json").is_file():
+        history = [h for h in json.loads((out / "losses.json").read_text()) if h["step"] < start]
+    logger.info("resumed from %s at step %d", ckpt, start)
+    return start, history
+
+
 def train(out: Path, tc: TrainConfig, cfg: ToonAutoencoderConfig, init: Path | None = None) -> ToonAutoencoder:
     torch.set_num_threads(tc.threads)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     model = ToonAutoencoder(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=1e-4, betas=(0.9, 0.99))
-    history: list[dict] = []
-    start = 0
-    if ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        start = int(ck["step"])
-        if (out / "losses.json").is_file():
-            history = [h for h in json.loads((out / "losses.json").read_text()) if h["step"] < start]
-        logger.info("resumed from %s at step %d", ckpt_path, start)
-    elif init is not None:
+    start, history = restore(out, model, opt)
+    if not start and init is not None:
         model.load_state_dict(ToonAutoencoder.load(init).state_dict())
         logger.info("initialised from %s (fine-tuning)", init)
     weight = _mouth_weight(cfg.image_size, tc.mouth_weight)
@@ -167,7 +175,7 @@ def train(out: Path, tc: TrainConfig, cfg: ToonAutoencoderConfig, init: Path | N
     step = start
     for step in range(start, tc.steps):
         for g in opt.param_groups:
-            g["lr"] = _lr(step, tc)
+            g["lr"] = cosine_lr(step, tc)
         x = to_tensor(render_batch(step, tc.batch, cfg.image_size))
         pred = model.decode_raw(model.encode_raw(x))
         loss, parts = loss_fn(pred, x, weight, tc.edge_weight)
@@ -175,7 +183,7 @@ def train(out: Path, tc: TrainConfig, cfg: ToonAutoencoderConfig, init: Path | N
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        history.append({"step": step, "lr": _lr(step, tc), **parts})
+        history.append({"step": step, "lr": cosine_lr(step, tc), **parts})
         if step % 20 == 0:
             logger.info("step %d loss %.4f l1 %.4f edge %.4f (%.1f min)", step, parts["loss"], parts["l1"], parts["edge"], (time.monotonic() - t0) / 60)
         if (step + 1) % tc.ckpt_every == 0:

@@ -21,7 +21,6 @@ import argparse
 import functools
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,15 +32,15 @@ import torch.nn.functional as F
 from engine.autoencoder import ToonAutoencoder, load_default
 from engine.files import atomic_write, atomic_write_text
 from engine.refdecoder import BaseDecoder, RefDecoder, RefDecoderConfig, from_patches, image_to_tensor, to_patches
+from engine.eval_picture import edge_energy, psnr
 from engine.stream import fit_image
+from engine.train.train_autoencoder import HELDOUT_SEED_BASE, TRAIN_IDENTITIES, cosine_lr, restore
 from engine.train.toon.identity import Identity, random_identity, render_portrait
 from engine.train.toon.regions import eye_box
 from engine.train.toon.render import FaceControls, render_frame
 
 log = logging.getLogger(__name__)
 
-TRAIN_IDENTITIES = 1_000_000
-HELDOUT_SEED_BASE = 1_000_000_000
 
 
 @dataclass
@@ -239,16 +238,6 @@ def crop(batch: Batch, cells: int, rng: np.random.Generator, scale: int) -> tupl
     return out, keep
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
-
-
-def edge_energy(img: np.ndarray) -> float:
-    g = img.astype(np.float32).mean(-1)
-    return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
-
-
 @torch.no_grad()
 def evaluate(model: RefDecoder, ae: ToonAutoencoder, tc: TrainConfig, n_batches: int = 4) -> dict:
     """Held-out identities, clean latents: PSNR of the frame, of the eye box, eye edge energy ratio."""
@@ -269,13 +258,6 @@ def evaluate(model: RefDecoder, ae: ToonAutoencoder, tc: TrainConfig, n_batches:
             "eye_edge_ratio": float(np.mean(edges)), "n_images": len(full)}
 
 
-def _lr(step: int, tc: TrainConfig) -> float:
-    if step < tc.warmup:
-        return tc.lr * (step + 1) / tc.warmup
-    p = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
-    return tc.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
-
-
 def train(out: Path, tc: TrainConfig, cfg: RefDecoderConfig) -> RefDecoder:
     torch.set_num_threads(tc.threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -285,15 +267,7 @@ def train(out: Path, tc: TrainConfig, cfg: RefDecoderConfig) -> RefDecoder:
     if cfg.base:
         model.attach_base(BaseDecoder(ae))
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=1e-4, betas=(0.9, 0.99))
-    start, history = 0, []
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = int(state["step"])
-        if (out / "losses.json").is_file():
-            history = [h for h in json.loads((out / "losses.json").read_text()) if h["step"] < start]
-        log.info("resumed %s at step %d", ckpt, start)
+    start, history = restore(out, model, opt)
 
     def checkpoint(step: int) -> None:
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step}
@@ -307,7 +281,7 @@ def train(out: Path, tc: TrainConfig, cfg: RefDecoderConfig) -> RefDecoder:
     loader = torch.utils.data.DataLoader(Batches(tc, cfg.image_size, start), batch_size=None, shuffle=False,
                                          num_workers=tc.workers, prefetch_factor=2 if tc.workers else None)
     for batch in loader:
-        lr = _lr(step, tc)
+        lr = cosine_lr(step, tc)
         for g in opt.param_groups:
             g["lr"] = lr
         batch, keep = crop(batch, tc.crop_cells, np.random.default_rng([tc.seed, step, 7]), cfg.image_size // cfg.latent_size)
