@@ -10,6 +10,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -184,13 +185,26 @@ def _audio_seconds(audio: Path | None, duration: float | None) -> float | None:
 
 
 class _Progress:
-    """A tqdm bar over seconds of audio turned into video (stderr; off with --quiet). It appears with the
-    first frames, so a failed start is just its error line."""
+    """One self-overwriting stderr line: seconds of audio turned into video (off with --quiet).
+
+    Why not tqdm: its process-wide lock, shared by the session's threads, the main thread and tqdm's
+    monitor, was once left held and froze a run after SIGTERM with its stderr pipe gone. Here one
+    small lock guards two writes, and a write that fails (terminal closed) just turns the line off.
+    The line appears with the first frames, so a failed start is only its error line.
+    """
 
     def __init__(self, enabled: bool, total_s: float | None):
-        self.bar = None
         self.enabled = bool(enabled and (sys.stderr.isatty() or total_s))
         self.total_s = total_s
+        self._on_line = False          # the cursor sits after the progress text
+        self._lock = threading.Lock()
+
+    def _put(self, text: str) -> None:
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError):  # terminal gone (SIGHUP) or stderr closed
+            self.enabled = False
 
     def on_event(self, event) -> None:
         if event.kind in ("warning", "error"):
@@ -198,35 +212,23 @@ class _Progress:
         elif event.kind == "info":
             self.write(str(event.data))
         elif event.kind == "stats" and self.enabled:
-            if self.bar is None:
-                from tqdm import tqdm
-                total = self.total_s
-                self.bar = tqdm(total=round(total, 1) if total else None, unit="s", desc="streaming", file=sys.stderr,
-                                bar_format="{desc}: {n:.1f}/{total_fmt} s audio {bar} {elapsed}")
             done = event.data.frames_generated / event.data.fps if event.data.fps else 0.0
-            try:
-                self.bar.n = round(done, 1)
-                self.bar.refresh()
-            except OSError:   # terminal gone (SIGHUP)
-                pass
+            total = f"{self.total_s:.1f}" if self.total_s else "?"
+            with self._lock:
+                self._put(f"\rstreaming: {done:.1f}/{total} s audio, {event.data.elapsed_s:.0f} s")
+                self._on_line = True
 
     def write(self, text: str) -> None:
-        """A message on its own line, never glued to the bar's."""
-        try:
-            if self.bar is not None:
-                self.bar.write(text, file=sys.stderr)
-            else:
-                print(text, file=sys.stderr)
-        except OSError:   # terminal gone (SIGHUP)
-            pass
+        """A message on its own line, never glued to the progress text."""
+        with self._lock:
+            self._put(("\n" if self._on_line else "") + text + "\n")
+            self._on_line = False
 
     def close(self) -> None:
-        if self.bar is not None:
-            try:
-                self.bar.close()
-            except OSError:
-                pass
-            self.bar = None
+        with self._lock:
+            if self._on_line:
+                self._put("\n")
+                self._on_line = False
 
 
 def _quiet_device_logs(args) -> None:
@@ -299,7 +301,15 @@ def cmd_avatars(args) -> int:
 
 def cmd_bench(args) -> int:
     from .bench import run_bench
-    result = run_bench(args.what, out=Path(args.out) if args.out else None, steps=args.steps, quick=args.quick)
+    result = run_bench(args.what, out=Path(args.out) if args.out else None, steps=args.steps, quick=args.quick,
+                       model=args.model, md=Path(args.md) if args.md else None)
+    if args.what == "backends":
+        from engine.perf import format_table
+        print(format_table(result))
+        if args.md:
+            print(f"wrote {args.md}")
+    if args.what in ("backends", "tune") and not args.out:
+        return 0
     if not args.out:
         print(json.dumps(result, indent=2))
     else:
@@ -435,7 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
     av.set_defaults(func=cmd_avatars)
 
     b = sub.add_parser("bench", help="benchmarks that write JSON")
-    b.add_argument("what", choices=["engine", "e2e", "soak"], help="engine: sampler; e2e: audio->frames; soak: long run")
+    b.add_argument("what", choices=["engine", "e2e", "soak", "backends", "tune"],
+                   help="engine: sampler; e2e: audio->frames; soak: long run; backends: every CPU variant x "
+                        "instruction-set limit on one core (docs/performance.md); tune: measure and keep the "
+                        "fastest variant for this machine (what `run` uses with engine.backend=auto)")
+    b.add_argument("--model", default=None, help="model name or card folder (default: engine.model)")
+    b.add_argument("--md", metavar="FILE.md", help="backends: also write the table as markdown")
     b.add_argument("--out", metavar="FILE.json")
     b.add_argument("--steps", type=int, default=None, help="engine steps / seconds of audio (defaults per benchmark)")
     b.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")

@@ -86,7 +86,7 @@ def test_backend_compile_sends_the_steady_calls_through_the_compiler(tmp_path, r
                     str(random_card), "--set", "engine.backend=compile", home=tmp_path,
                     env_extra={"TORCH_COMPILE_DISABLE": "1"})
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "on cpu float32 compile " in res.stdout
+    assert "on cpu float32 compile" in res.stdout and "failed" not in res.stdout
     assert "DiT backend: compile (requested compile)" in res.stderr
 
 
@@ -98,11 +98,16 @@ def test_camera_runs_at_camera_fps(tmp_path, random_card, recording_camera):
     session.start()
     assert session.wait(60) and session.error is None
     cam = recording_camera.instances[-1]
-    assert cam.fps == 50
-    stats = session.stats()
-    assert 1.7 < len(cam.frames) / stats.frames_generated < 2.6   # ~3 s at 50 fps: each model frame twice
-    conversion_repeats = len(cam.frames) - stats.frames_generated
-    assert stats.repeated_frames < conversion_repeats       # those are not counted as "engine late"
+    assert cam.fps == 50                                    # the camera apps see runs at camera.fps
+    runs, n = [], 1                                         # consecutive identical frames on the camera
+    for a, b in zip(cam.frames, cam.frames[1:]):
+        if np.array_equal(a, b):
+            n += 1
+        else:
+            runs.append(n)
+            n = 1
+    assert len(runs) > 20 and np.median(runs) == 2          # 25 fps frames, each shown twice (load-proof:
+    # the pacer owes half a frame per tick however late it wakes)
 
 
 def test_fixed_audio_delay_is_used_when_auto_is_off(tmp_path, random_card, mic_feeder):

@@ -166,17 +166,19 @@ def test_a_signal_ends_the_run_with_a_finished_mp4_in_sync(tmp_path, random_card
     """Ctrl-C, SIGTERM and SIGHUP (terminal closed) used to leave no mp4 (143/129) or one with the whole
     file's audio (Ctrl-C: 26.3 s of video with 328.8 s of audio)."""
     out = tmp_path / "talk.mp4"
-    seconds = 30.0 if realtime else 240.0
+    seconds = 120.0 if realtime else 240.0
     proc = start_run(tmp_path, random_card, out, "--realtime" if realtime else "--no-realtime", seconds=seconds)
     procs.append(proc)
-    wait_recording(proc, tmp_path, min_bytes=16_000)        # a few seconds of video are in
+    wait_recording(proc, tmp_path)
+    time.sleep(5.0)                                         # frames are being made (even on a loaded machine)
+    assert proc.poll() is None, "the run ended before the signal"
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
     assert f"stopped by {sig.name}" in stderr and "Traceback" not in stderr
     assert out.exists() and not list(tmp_path.glob(".*.part"))
     video_s = assert_in_sync(out)
-    assert 0.5 < video_s < seconds - 5
+    assert 2 / FPS <= video_s < seconds - 5
     assert f"wrote {out} ({video_s:.1f} s)" in stdout
 
 
