@@ -136,9 +136,33 @@ def _write_wav(path: Path, pcm: np.ndarray) -> None:
         w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
 
 
+def bench_tune(model: str | None = None) -> dict:
+    """Measure the CPU variants for this machine and model now and keep the fastest (engine.backend=auto)."""
+    from dataclasses import asdict
+    from .models import resolve_model
+    from .tuning import tune
+    choice = tune(resolve_model(model or "toon"), say=lambda m: print(m, flush=True))
+    return {"choice": asdict(choice), "summary": choice.describe()}
+
+
+def bench_backends(model: str | None = None, rounds: int = 40, md: Path | None = None) -> dict:
+    """docs/performance.md's table: every variant x instruction-set limit, side by side on one core."""
+    from engine.perf import format_table, run_perf
+    from .models import resolve_model
+    result = run_perf(str(resolve_model(model or "toon")), rounds=rounds)
+    if md is not None:
+        from engine.files import atomic_write_text
+        atomic_write_text(md, format_table(result) + "\n", mode=0o644)
+    return result
+
+
 def run_bench(what: str, out: Path | None = None, steps: int | None = None, quick: bool = False,
-              model: str | None = None) -> dict:
-    if what == "engine":
+              model: str | None = None, md: Path | None = None) -> dict:
+    if what == "tune":
+        result = bench_tune(model)
+    elif what == "backends":
+        result = bench_backends(model, rounds=steps or (4 if quick else 40), md=md)
+    elif what == "engine":
         from engine.bench import run_engine_bench
         result = run_engine_bench("micro" if quick else "toon", steps=steps or (60 if quick else 2000),
                                   sweep=not quick)
@@ -147,7 +171,7 @@ def run_bench(what: str, out: Path | None = None, steps: int | None = None, quic
     elif what == "soak":
         result = bench_soak(model, seconds=steps or (20 if quick else 600), sample_every_s=2 if quick else 10)
     else:
-        raise ConfigError(f"unknown benchmark '{what}' (engine, e2e, soak)")
+        raise ConfigError(f"unknown benchmark '{what}' (engine, e2e, soak, backends, tune)")
     result = {"benchmark": what, "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"), **result}
     if out is not None:
         from engine.files import atomic_write_text

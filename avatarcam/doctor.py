@@ -35,10 +35,11 @@ _FILE_KEYS = ("weights", "path", "file", "dir", "folder")
 
 # check names, in report order
 PYTHON, TORCH, COMPUTE, TENSORRT = "python", "torch", "compute device", "torch-tensorrt"
+ENGINE = "engine variant"
 PORTAUDIO, MICROPHONES, MICROPHONE, AUDIO_OUTPUT = "portaudio", "microphones", "microphone", "delayed output"
 CAMERA, OBS, MODEL, PYAV = "virtual camera", "obs", "model", "pyav"
 CONFIG_DIR, LIBRARY, PYSIDE6, DISPLAY = "config dir", "avatar library", "pyside6", "display"
-CHECK_NAMES = (PYTHON, TORCH, COMPUTE, TENSORRT, PORTAUDIO, MICROPHONES, MICROPHONE, AUDIO_OUTPUT, CAMERA, OBS,
+CHECK_NAMES = (PYTHON, TORCH, COMPUTE, ENGINE, TENSORRT, PORTAUDIO, MICROPHONES, MICROPHONE, AUDIO_OUTPUT, CAMERA, OBS,
                MODEL, PYAV, CONFIG_DIR, LIBRARY, PYSIDE6, DISPLAY)
 
 
@@ -157,6 +158,24 @@ def check_compute(settings: Settings) -> Check:
                      "install an NVIDIA driver and a CUDA build of PyTorch (https://pytorch.org/get-started/locally/), "
                      "or set engine.device to auto/cpu (the toon model runs in real time on a CPU)")
     return Check(COMPUTE, True, text + ": the toon model runs on CPU; the 1.3B model needs an NVIDIA GPU")
+
+
+def check_engine(settings: Settings, model: str) -> Check:
+    """Which CPU variant `run` uses (measured on this machine, or set), and how fast it was."""
+    e = settings.engine
+    if e.backend not in ("auto",) and e.dtype not in ("auto",):
+        return Check(ENGINE, True, f"{e.backend}/{e.dtype} (set by engine.backend and engine.dtype)")
+    from .models import resolve_model
+    from .tuning import load_choice
+    try:
+        folder = resolve_model(model)
+    except Exception as exc:
+        return Check(ENGINE, None, f"no model to measure ({exc})")
+    choice = load_choice(folder)
+    if choice is None:
+        return Check(ENGINE, None, f"not measured yet for {folder.name} on this machine: the first `avatarcam run` "
+                                   "measures it (a few minutes, once), or run `avatarcam bench tune` now")
+    return Check(ENGINE, True, choice.describe())
 
 
 def check_tensorrt(settings: Settings) -> Check:
@@ -529,6 +548,7 @@ def run_checks(settings: Settings | None = None, model: str | None = None, *, se
         (PYTHON, check_python, timeout_s),
         (TORCH, check_torch, IMPORT_TIMEOUT_S),
         (COMPUTE, lambda: check_compute(settings), timeout_s),
+        (ENGINE, lambda: check_engine(settings, model_name), IMPORT_TIMEOUT_S),
         (TENSORRT, lambda: check_tensorrt(settings), IMPORT_TIMEOUT_S),
         (PORTAUDIO, check_portaudio, timeout_s),
         (MICROPHONES, check_microphones, timeout_s),

@@ -142,6 +142,7 @@ class EnginePace:
         self.marks: collections.deque = collections.deque()
         self.behind = False
         self.rate = 1.0
+        self.slow_since: float | None = None
 
     def update(self, now: float, heard_s: float) -> str | None:
         """Add a sample (wall time, audio seconds the engine took in); returns "behind"/"recovered" on a change."""
@@ -152,7 +153,12 @@ class EnginePace:
         if now - t0 < self.after_s:
             return None
         self.rate = (heard_s - h0) / (now - t0)
-        if not self.behind and self.rate < self.threshold:
+        if self.rate >= self.threshold:
+            self.slow_since = None
+        elif self.slow_since is None:
+            self.slow_since = now
+        # behind: the window's rate stayed low for half a window more (brief dips are not reported)
+        if not self.behind and self.slow_since is not None and now - self.slow_since >= self.after_s / 2:
             self.behind = True
             return "behind"
         if self.behind and self.rate >= 0.99:

@@ -140,8 +140,8 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     """Measure every candidate for this model here, check parity, save and return the choice."""
     import numpy as np
     import torch
-    from engine.accel import REFERENCE, BlockClock, candidates, open_variant_stream, parity, step_gflop, \
-        time_blocks
+    from engine.accel import (REFERENCE, BlockClock, candidates, open_variant_stream, parity, step_gflop,
+                              time_blocks, warm_stream)
     from engine.stream import resolve_card
     card = resolve_card(folder)
     key, machine = cache_key(folder)
@@ -160,8 +160,13 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     variants = candidates()
     say(f"choosing the fastest engine for this CPU (once per machine and model): "
         f"{', '.join(v.name for v in variants)}")
-    pcm = _voice(1.0)
-    checked = parity(card, variants, image, pcm, make=lambda c, v: open_variant_stream(c, v, **overrides))
+    streams = {}
+    for v in variants:
+        t0 = time.perf_counter()
+        streams[v.name] = open_variant_stream(card, v, **overrides)
+        warm_stream(streams[v.name], image)               # compile/* compile here (cached on disk after)
+        say(f"  {v.name}: ready in {time.perf_counter() - t0:.0f} s")
+    checked = parity(card, variants, image, _voice(1.0), streams=streams)
     for name, diff in checked.items():
         if not diff["ok"]:
             say(f"  {name} changes frames beyond the tolerance (worst frame mean {diff['mean']:.2f}, "
@@ -169,12 +174,9 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     voice = _voice(4.0)
     clocks = {}
     for v in variants:
-        if not checked[v.name]["ok"]:
-            continue
-        t0 = time.perf_counter()
-        clocks[v.name] = BlockClock(open_variant_stream(card, v, **overrides), image, voice)
-        clocks[v.name].warm(probe.sampler.latency_blocks + 3)      # warm-up, and compilation for compile/*
-        say(f"  {v.name}: ready in {time.perf_counter() - t0:.0f} s")
+        if checked[v.name]["ok"]:
+            clocks[v.name] = BlockClock(streams[v.name], image, voice)
+            clocks[v.name].warm(probe.sampler.latency_blocks + 3)
     times = time_blocks(clocks, rounds)
     ms = {name: float(np.median(t)) for name, t in times.items() if t}
     best = pick(ms, checked)

@@ -41,7 +41,7 @@ class Tray(QSystemTrayIcon):
         self.setContextMenu(self.menu)
         self.activated.connect(self._activated)
         controller.state_changed.connect(self.show_state)
-        controller.stats_changed.connect(lambda _: self._tooltip())
+        controller.stats_changed.connect(self._on_stats)
         controller.avatars_changed.connect(self.fill_avatars)
         self.fill_avatars()
         self.show_state(controller.state)
@@ -72,6 +72,15 @@ class Tray(QSystemTrayIcon):
         self.status_action.setText(f"Status: {STATE_TEXT.get(state, state)}")
         self._tooltip()
 
+    def _on_stats(self, stats) -> None:
+        """Amber while the engine is behind real time (the Live page says why and what helps)."""
+        behind = self.controller.state == "live" and bool(getattr(stats, "behind", ""))
+        if behind != getattr(self, "_behind", False):
+            self._behind = behind
+            key = "busy" if behind else self.controller.state
+            self.setIcon(icons.app_icon(status_color(key), theme.current().accent))
+        self._tooltip()
+
     def _tooltip(self) -> None:
         c = self.controller
         text = f"AvatarCam — {STATE_TEXT.get(c.state, c.state).lower()}"
@@ -81,6 +90,8 @@ class Tray(QSystemTrayIcon):
                 text += f" · {st.output_fps:.0f} fps"
             if st.latency_s is not None:
                 text += f" · {st.latency_s * 1000:.0f} ms delay"
+            if getattr(st, "behind", ""):
+                text += " · behind real time: see the Live page"
         elif c.state == "error" and c.last_error:
             text += f": {c.last_error[:120]}"
         self.setToolTip(text)

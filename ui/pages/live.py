@@ -101,6 +101,6 @@ class LivePage(Page):
             shown = f"{st.dropped_audio_s:.1f} s of audio dropped" + (f" · {shown}" if shown else "")
         t["drops"].set(f"{st.dropped_frames} / {st.repeated_frames}", shown)
         t["realtime"].set(f"{st.realtime_factor:.2f}×" if st.realtime_factor else "–",
-                          "≥ 1.0 keeps up with the voice" if st.realtime_factor else "")
+                          st.behind or ("≥ 1.0 keeps up with the voice" if st.realtime_factor else ""))
         t["obs"].set(st.obs_status.split(":")[0].capitalize() if st.obs_status else "Off",
                      st.obs_status.partition(":")[2].strip()[:40])
