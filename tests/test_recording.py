@@ -79,16 +79,21 @@ def test_engine_behind_real_time_records_only_the_audio_it_heard(tmp_path, rando
     """Half-speed engine on a paced file: audio is dropped; the mp4 holds the blocks the engine heard,
     in its order and in sync (it used to hold the whole clip: 31.7 s of video with 40.3 s of audio),
     and the latency is measured even without a camera."""
-    from engine.stream import AvatarStream
+    from engine.logmel import LogMelEncoder
+    from engine.sampler import StreamingSampler
     heard: list[np.ndarray] = []
-    original = AvatarStream.push_audio
+    push, step = LogMelEncoder.push, StreamingSampler.step
 
-    def half_speed(self, pcm):
+    def hear(self, pcm):                      # every path (plain or pipelined stream) computes features here
         heard.append(np.array(pcm, np.float32))
-        time.sleep(2.0 * len(pcm) / SR)
-        return original(self, pcm)
+        return push(self, pcm)
 
-    monkeypatch.setattr(AvatarStream, "push_audio", half_speed)
+    def half_speed(self, audio):              # a block of 2 frames (80 ms) takes 160 ms
+        time.sleep(0.16)
+        return step(self, audio)
+
+    monkeypatch.setattr(LogMelEncoder, "push", hear)
+    monkeypatch.setattr(StreamingSampler, "step", half_speed)
     wav = write_wav(tmp_path / "voice.wav", bursts(5.0))
     out = tmp_path / "behind.mp4"
     face = np.full((96, 96, 3), 200, np.uint8)
