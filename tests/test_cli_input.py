@@ -155,9 +155,10 @@ def test_a_48_megapixel_photo_is_scaled_down(tmp_path):
 
 def test_doctor_with_a_mistyped_model_says_so(tmp_path):
     res = avatarcam("doctor", "--model", "tooon", home=tmp_path, drop=("DISPLAY",))
-    line = next(line for line in res.stdout.splitlines() if "tooon" in line)
-    assert "no model named 'tooon'" in line and "toon" in line
-    assert "reinstall" not in res.stdout.split("tooon", 1)[1].split("\n\n")[0].lower()
+    lines = res.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "no model named 'tooon'" in line)
+    assert lines[at].startswith("FAIL") and "(known: toon" in lines[at]
+    assert "fix:" in lines[at + 1] and "reinstall" not in lines[at + 1].lower()
 
 
 def test_tray_without_a_display_says_so(tmp_path):

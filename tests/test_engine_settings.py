@@ -76,7 +76,7 @@ def test_dtype_bfloat16_runs_the_model_in_bfloat16(tmp_path, random_card):
     assert next(session.stream.model.parameters()).dtype == torch.bfloat16
     assert session.wait(60) and session.error is None
     stats = session.stats()
-    assert stats.frames_generated == 26 and stats.engine == "cpu bfloat16 eager"
+    assert stats.frames_generated == 26 and stats.engine.startswith("cpu bfloat16 eager")
 
 
 def test_backend_compile_sends_the_steady_calls_through_the_compiler(tmp_path, random_card):
