@@ -50,9 +50,14 @@ class RefDecoderConfig:
     base: bool = True                                     # synthesis starts from the autoencoder's frame
     prior_gain: float = 20.0                              # mask prior: gain * (latent distance - threshold)
     prior_threshold: float = 0.3                          # rms distance of a latent cell from the reference's
+    prior_window: tuple[float, ...] = (0.5, 0.9, 0.2, 0.8)   # (top, bottom, left, right) fractions where the
+    prior_threshold_outside: float = 1.5                  # ... threshold applies; outside it this one does
 
     def __post_init__(self) -> None:
         self.ref_channels = tuple(int(c) for c in self.ref_channels)
+        self.prior_window = tuple(float(v) for v in self.prior_window)
+        if self.prior_window and len(self.prior_window) != 4:
+            raise ValueError(f"RefDecoderConfig: prior_window needs (top, bottom, left, right), got {self.prior_window}")
         self.trunk_channels = tuple(int(c) for c in self.trunk_channels)
         if self.image_size != self.latent_size * 8 * self.out_patch:
             raise ValueError(f"RefDecoderConfig: image_size {self.image_size} must be latent_size {self.latent_size}"
@@ -198,7 +203,27 @@ class RefDecoder(nn.Module):
         """
         d = (z - z_ref.to(z.dtype)).pow(2).mean(1, keepdim=True).sqrt()
         d = F.interpolate(d, size=cells, mode="bilinear", align_corners=False)
-        return (self.cfg.prior_gain * (d - self.cfg.prior_threshold)).permute(0, 2, 3, 1)
+        c = self.cfg
+        logits = c.prior_gain * (d - self._thresholds(cells, d))
+        # never below the value of an unchanged cell: the learned head (blinks) works against that floor
+        return logits.clamp_min(-c.prior_gain * c.prior_threshold).permute(0, 2, 3, 1)
+
+    def _thresholds(self, cells: tuple[int, int], like: torch.Tensor) -> torch.Tensor | float:
+        """The threshold per cell: `prior_threshold` inside `prior_window`, `prior_threshold_outside` elsewhere.
+
+        Why a window: every toon portrait has its mouth in the same part of the frame, and the
+        one-step student's worst errors sit on the eyes (0.5-0.7 rms when the mouth opens wide);
+        outside the mouth's window only a much larger change (a turned head) may redraw the picture.
+        """
+        c = self.cfg
+        if not c.prior_window:
+            return c.prior_threshold
+        h, w = cells
+        ys = (torch.arange(h, dtype=like.dtype) + 0.5) / h
+        xs = (torch.arange(w, dtype=like.dtype) + 0.5) / w
+        top, bottom, left, right = c.prior_window
+        inside = ((ys >= top) & (ys <= bottom))[:, None] & ((xs >= left) & (xs <= right))[None, :]
+        return torch.where(inside, c.prior_threshold, c.prior_threshold_outside)[None, None]
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, ref: tuple, drive: torch.Tensor | None = None) -> np.ndarray:
