@@ -141,7 +141,7 @@ def bench_tune(model: str | None = None) -> dict:
     from dataclasses import asdict
     from .models import resolve_model
     from .tuning import tune
-    choice = tune(resolve_model(model or "toon"), say=lambda m: print(m, flush=True))
+    choice = tune(resolve_model(model or "toon"), say=lambda m: print(m, flush=True), compile=True)
     return {"choice": asdict(choice), "summary": choice.describe()}
 
 

@@ -56,7 +56,7 @@ class TunedChoice:
             return f"{self.variant} ({self.reason})"
         base = f"; float32 eager {ref:.2f}x" if ref and self.variant != "eager/float32" else ""
         return f"{self.variant}: {rtf:.2f}x real time on {self.machine.get('threads', 1)} thread(s){base} " \
-               f"(measured {self.created})"
+               f"({self.reason}, {self.created})"
 
 
 def cache_path() -> Path:
@@ -136,8 +136,12 @@ def _voice(seconds: float):
 
 
 def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE_ROUNDS,
-         overrides: dict | None = None) -> TunedChoice:
-    """Measure every candidate for this model here, check parity, save and return the choice."""
+         overrides: dict | None = None, compile: bool = False) -> TunedChoice:
+    """Measure the candidates for this model here, check parity, save and return the choice.
+
+    compile: also the torch.compile variants (minutes of compiling: `avatarcam bench tune`). The
+    first `run` measures the eager ones only (seconds), so a first start never waits on a compiler.
+    """
     import numpy as np
     import torch
     from engine.accel import (REFERENCE, BlockClock, candidates, open_variant_stream, parity, step_gflop,
@@ -157,7 +161,7 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
                              reason=f"not measured: {gflop:.2f} GFLOP per step is small enough for float32 eager")
         save_choice(choice)
         return choice
-    variants = candidates()
+    variants = [v for v in candidates() if compile or v.backend == "eager"]
     say(f"choosing the fastest engine for this CPU (once per machine and model): "
         f"{', '.join(v.name for v in variants)}")
     streams = {}
@@ -180,7 +184,8 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     times = time_blocks(clocks, rounds)
     ms = {name: float(np.median(t)) for name, t in times.items() if t}
     best = pick(ms, checked)
-    choice = TunedChoice(best, key, machine, ms, checked, block_ms, created, "measured")
+    reason = "measured" if compile else "measured (eager only; `avatarcam bench tune` adds torch.compile)"
+    choice = TunedChoice(best, key, machine, ms, checked, block_ms, created, reason)
     save_choice(choice)
     torch.set_num_threads(machine["threads"])
     say(f"engine: {choice.describe()}")
