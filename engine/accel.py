@@ -193,12 +193,12 @@ def apply_variant(stream: "AvatarStream", variant: Variant) -> dict[str, Any]:
     info: dict[str, Any] = {"variant": variant.name}
     model = stream.model
     if variant.backend == "compile":
-        import torch._dynamo
+        from torch import _dynamo   # not `import torch._dynamo`: that makes `torch` local to this function
         from .backends import compile_model
         # every model instance and steady shape is its own graph of the same forward; the default
         # limit of 8 is reached by a process holding a few compiled streams (the tuner, the benchmark),
         # and past it dynamo silently runs eager
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        _dynamo.config.recompile_limit = max(_dynamo.config.recompile_limit, 64)
         wrapped = compile_model(model, "compile", dtype=variant.torch_dtype, device="cpu",
                                 stream=stream.stream_config, mode="default")
         stream.sampler.model = wrapped
