@@ -214,16 +214,16 @@ def test_mute_feeds_the_engine_silence(tmp_path, random_card):
 def test_engine_slower_than_real_time_drops_audio_and_keeps_latency_bounded(tmp_path, random_card, monkeypatch):
     """Half-speed engine on a live-paced input: audio is dropped, the measured lag stays near the backlog cap
     (it used to climb by every dropped block: 28 s after 10 minutes on a busy machine)."""
-    from engine.stream import AvatarStream
+    from engine.sampler import StreamingSampler
     from avatarcam.session import AUDIO_BACKLOG_S
 
-    original = AvatarStream.push_audio
+    original = StreamingSampler.step
 
-    def half_speed(self, pcm):
-        time.sleep(2.0 * len(pcm) / 16000)
-        return original(self, pcm)
+    def half_speed(self, audio):        # every stream (plain or pipelined) steps here; a 2-frame block is 80 ms
+        time.sleep(0.16)
+        return original(self, audio)
 
-    monkeypatch.setattr(AvatarStream, "push_audio", half_speed)
+    monkeypatch.setattr(StreamingSampler, "step", half_speed)
     wav = tmp_path / "voice.wav"
     write_wav(wav, tone(5.0))
     session = Session(settings_no_devices(), SessionOptions(model=str(random_card), avatar_image=avatar(),
