@@ -565,7 +565,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         if name == "full" and reuse_full:
             continue   # identical to the first ablation_seconds of the rollout (same audio, avatar, seed)
         if use_ode and ode is None:
-            skipped[name] = f"no ODE student weights (looked for {DEFAULT_ODE_STUDENT}); pass --ode-student"
+            skipped[name] = f"no ODE student weights (looked for {_portable(DEFAULT_ODE_STUDENT)}); pass --ode-student"
             continue
         jobs.append(StreamJob(f"ablation:{name}", audio=program.audio[: n_abl * spf], avatar_seed=avatar,
                               overrides=dict(overrides), baseline=baseline, weights=str(ode) if use_ode else None,

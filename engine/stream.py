@@ -65,10 +65,6 @@ class ToonDecoder:
         self._ref: tuple | None = None
         self.fast_decode = None   # engine.accel.FastRefDecode: same frames in bf16 / compiled, when chosen
 
-    @property
-    def out_size(self) -> int:
-        return self.ref_decoder.cfg.image_size if self.ref_decoder is not None else self.size
-
     def encode_image(self, image: np.ndarray) -> torch.Tensor:
         return self.ae.encode(fit_image(image, self.size, self.size))[0]
 
