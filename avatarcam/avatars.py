@@ -492,7 +492,7 @@ class AvatarLibrary:
         """A new cartoon avatar drawn by the toon generator; a random seed is drawn and recorded."""
         from PIL import Image
 
-        from engine.train.toon.identity import random_identity, render_portrait
+        from engine.toon import random_identity, render_portrait
 
         if seed is None:
             seed = secrets.randbelow(2**31)

@@ -56,7 +56,7 @@ def _voice(seconds: float) -> np.ndarray:
 
 
 def _avatar() -> np.ndarray:
-    from engine.train.toon.identity import random_identity, render_portrait
+    from engine.toon import random_identity, render_portrait
     return render_portrait(random_identity(0), 512)   # the library stores avatars at 512
 
 

@@ -398,7 +398,7 @@ class Session:
             return AvatarLibrary().default().load_image()
         except Exception as exc:  # library missing or broken: draw one
             log.debug("default avatar from the library failed (%s); drawing one", exc)
-            from engine.train.toon.identity import random_identity, render_portrait
+            from engine.toon import random_identity, render_portrait
             return render_portrait(random_identity(0), 512)
 
     def _realtime(self) -> bool:

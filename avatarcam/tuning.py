@@ -126,7 +126,7 @@ def pick(ms_per_block: dict[str, float], parity: dict[str, dict], allowed: Calla
 
 
 def _portrait(size: int):
-    from engine.train.toon.identity import random_identity, render_portrait
+    from engine.toon import random_identity, render_portrait
     return render_portrait(random_identity(0), size)
 
 

@@ -222,7 +222,7 @@ def truth_round_trip_open(stream, identity, controls: np.ndarray, probe) -> np.n
     the ceiling the generated frames are measured against.
     """
     import torch
-    from engine.train.toon.render import FaceControls, render_frame
+    from engine.toon.render import FaceControls, render_frame
     out = []
     for a in range(0, len(controls), 25):
         frames = [render_frame(identity, FaceControls.from_array(c), stream.size[1]) for c in controls[a:a + 25]]
@@ -237,7 +237,7 @@ def run_stream(job: StreamJob) -> dict:
     from engine.checkpoints import load_card
     from engine.probe import MouthProbe
     from engine.stream import AvatarStream
-    from engine.train.toon.identity import random_identity, render_portrait
+    from engine.toon import random_identity, render_portrait
 
     if job.threads:
         torch.set_num_threads(job.threads)
@@ -392,7 +392,7 @@ def slice_record(rec: dict, n: int) -> dict:
 
 def picture_avatars(first: int, count: int) -> list[int]:
     """Held-out avatar seeds covering round and square glasses and every hat, then plain ones."""
-    from engine.train.toon.identity import random_identity
+    from engine.toon.identity import random_identity
     wanted = [("glasses", "round"), ("glasses", "square"), ("hat", "beanie"), ("hat", "cap"), ("hat", "bow")]
     seeds: list[int] = []
     s = first

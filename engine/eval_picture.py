@@ -2,7 +2,7 @@
 
 Every measure compares generated frames with the ORIGINAL portrait at output resolution (not the
 portrait as a decoder redraws it), inside regions read off the identity's geometry
-(`engine.train.toon.regions`):
+(`engine.toon.regions`):
 
 - fidelity: PSNR of silent frames against the portrait, and the eye box's edge energy (mean
   absolute difference of neighbouring grey levels) as a fraction of the portrait's;
@@ -53,8 +53,8 @@ class Geometry:
 
     @classmethod
     def of(cls, avatar_seed: int, size: int) -> "Geometry":
-        from engine.train.toon.identity import random_identity, render_portrait
-        from engine.train.toon.regions import eye_box, eye_boxes, mouth_box
+        from engine.toon import random_identity, render_portrait
+        from engine.toon.regions import eye_box, eye_boxes, mouth_box
         ident = random_identity(avatar_seed)
         return cls(render_portrait(ident, size), eye_box(ident, size), eye_boxes(ident, size), mouth_box(ident, size))
 

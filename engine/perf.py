@@ -46,7 +46,7 @@ def matmul_peak(dtype, n: int = 1024, repeats: int = 7) -> float:
 
 
 def _portrait(size: int):
-    from engine.train.toon.identity import random_identity, render_portrait
+    from engine.toon import random_identity, render_portrait
     return render_portrait(random_identity(0), size)
 
 

@@ -153,8 +153,8 @@ def random_controls(rng: np.random.Generator, n: int) -> np.ndarray:
 def make_dataset(n: int, first_seed: int, seed: int, autoencoder=None, batch: int = 25,
                  cfg: ProbeConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """n autoencoder round-tripped crops (uint8) and their (n, 3) targets; 4 frames per identity."""
-    from engine.train.toon.identity import random_identity
-    from engine.train.toon.render import FaceControls, render_frame
+    from engine.toon.identity import random_identity
+    from engine.toon.render import FaceControls, render_frame
     cfg = cfg or ProbeConfig()
     rng = np.random.default_rng(seed)
     controls = random_controls(rng, n)

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from engine.domain import advice, measure
-from engine.train.toon.identity import random_identity, render_portrait
+from engine.toon import random_identity, render_portrait
 
 DATA = Path(__file__).parent / "data"
 

@@ -15,8 +15,8 @@ import pytest
 
 from engine.eval import VARIANTS, best_lag, lag_correlations, main, silent_mask
 from engine.probe import MouthProbe
-from engine.train.toon.identity import random_identity
-from engine.train.toon.render import FaceControls, render_frame
+from engine.toon.identity import random_identity
+from engine.toon.render import FaceControls, render_frame
 from fixtures_card import make_card
 
 try:

@@ -8,8 +8,8 @@ import torch
 from engine.checkpoints import load_card
 from engine.refdecoder import RefDecoder, RefDecoderConfig, from_patches, to_patches
 from engine.stream import MODELS_DIR, AvatarStream, IdleBlinks, build_decoder
-from engine.train.toon.identity import random_identity, render_portrait
-from engine.train.toon.regions import eye_box
+from engine.toon import random_identity, render_portrait
+from engine.toon.regions import eye_box
 from engine.eval_picture import edge_energy, psnr
 
 

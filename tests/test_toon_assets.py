@@ -7,7 +7,7 @@ from PIL import Image
 
 from avatarcam.data import DEFAULT_AVATAR_PNG, DEMO_VOICE_WAV
 from engine.train.toon.demo_assets import DEFAULT_AVATAR_SEED
-from engine.train.toon.identity import random_identity, render_portrait
+from engine.toon import random_identity, render_portrait
 
 
 def _read_wav(path):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from engine.train.toon.identity import HAIR_STYLES, random_identity, render_portrait
+from engine.toon.identity import HAIR_STYLES, random_identity
+from engine.toon.render import render_portrait
 
 
 def test_same_seed_gives_same_identity():

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from engine.train.toon.identity import random_identity
-from engine.train.toon.render import CONTROL_NAMES, FaceControls, render_frame
+from engine.toon.identity import random_identity
+from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame
 
 SIZE = 128
 MOUTH = (slice(int(SIZE * 0.5), int(SIZE * 0.72)), slice(int(SIZE * 0.3), int(SIZE * 0.7)))

@@ -31,8 +31,8 @@ from engine.logmel import LogMelEncoder
 from engine.train.dist import Dist, setup, teardown
 from engine.train.recipe import DataConfig, load_recipe
 from engine.train.toon.clips import make_clip
-from engine.train.toon.identity import random_identity
-from engine.train.toon.render import FaceControls, render_frame
+from engine.toon.identity import random_identity
+from engine.toon.render import FaceControls, render_frame
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ import torch
 
 from engine.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
 from engine.files import atomic_write, atomic_write_text
-from engine.train.toon.identity import random_identity
-from engine.train.toon.render import FaceControls, render_frame
+from engine.toon.identity import random_identity
+from engine.toon.render import FaceControls, render_frame
 
 logger = logging.getLogger(__name__)
 

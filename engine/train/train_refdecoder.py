@@ -35,9 +35,9 @@ from engine.refdecoder import BaseDecoder, RefDecoder, RefDecoderConfig, from_pa
 from engine.eval_picture import edge_energy, psnr
 from engine.stream import fit_image
 from engine.train.train_autoencoder import HELDOUT_SEED_BASE, TRAIN_IDENTITIES, cosine_lr, restore
-from engine.train.toon.identity import Identity, random_identity, render_portrait
-from engine.train.toon.regions import eye_box
-from engine.train.toon.render import FaceControls, render_frame
+from engine.toon import Identity, random_identity, render_portrait
+from engine.toon.regions import eye_box
+from engine.toon.render import FaceControls, render_frame
 
 log = logging.getLogger(__name__)
 

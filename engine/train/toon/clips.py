@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.files import atomic_write
-from engine.train.toon.identity import Identity, random_identity
-from engine.train.toon.render import CONTROL_NAMES, FaceControls, render_frame
+from engine.toon.identity import Identity, random_identity
+from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame
 from engine.train.toon.speech import SAMPLE_RATE, VoiceSpec, random_voice, synthesize
 from engine.train.toon.visemes import TRACK_RATE, frame_means, gauss_smooth, mouth_track
 

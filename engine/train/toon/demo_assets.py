@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from engine.files import atomic_write
-from engine.train.toon.identity import random_identity, render_portrait
+from engine.toon import random_identity, render_portrait
 from engine.train.toon.speech import SAMPLE_RATE, VoiceSpec, synthesize
 
 logger = logging.getLogger(__name__)

@@ -125,14 +125,3 @@ def random_identity(seed: int) -> Identity:
         bg_a=bg_a,
         bg_b=bg_b,
     )
-
-
-def render_portrait(identity: Identity, size: int = 256) -> np.ndarray:
-    """The neutral avatar picture (mouth closed, eyes open, head straight), uint8 HxWx3.
-
-    This is what the app saves as an avatar's reference image, so it is simply frame zero of the
-    renderer under neutral controls (the model then sees the same look it was trained on).
-    """
-    from engine.train.toon.render import FaceControls, render_frame  # render imports this module
-
-    return render_frame(identity, FaceControls(), size)

@@ -7,7 +7,7 @@ measures fidelity, smear and blinks inside them; both must use the same geometry
 
 from __future__ import annotations
 
-from engine.train.toon.identity import Identity
+from engine.toon.identity import Identity
 
 _HEAD_CX, _HEAD_CY = 0.5, 0.46  # as in render.py
 

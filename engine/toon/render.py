@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from PIL import Image, ImageDraw
 
-from engine.train.toon.identity import Color, Identity
+from engine.toon.identity import Color, Identity
 
 logger = logging.getLogger(__name__)
 
@@ -387,3 +387,12 @@ def render_frame(identity: Identity, controls: FaceControls | None = None, size:
     _draw_hat(d, identity, P)
     _draw_glasses(d, identity, P)
     return np.asarray(img.reduce(_SS))
+
+
+def render_portrait(identity: Identity, size: int = 256) -> np.ndarray:
+    """The neutral avatar picture (mouth closed, eyes open, head straight), uint8 HxWx3.
+
+    This is what the app saves as an avatar's reference image, so it is simply frame zero of the
+    renderer under neutral controls (the model then sees the same look it was trained on).
+    """
+    return render_frame(identity, FaceControls(), size)
