@@ -17,11 +17,11 @@ import numpy as np
 
 from avatarcam.errors import ConfigError, DeviceError
 from avatarcam.resample import PolyphaseResampler
+from engine.config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SAMPLE_RATE = 16000
 _NO_PORTAUDIO_HINT = ("no audio devices: PortAudio or the sound server is not available "
                       "(Linux: apt-get install libportaudio2 pulseaudio; check that PulseAudio/PipeWire runs)")
 

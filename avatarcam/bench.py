@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.config import SAMPLE_RATE
+
 from .errors import ConfigError
 
-SAMPLE_RATE = 16000
 
 
 def rss_mb() -> float:
@@ -49,8 +50,8 @@ def machine() -> dict:
 def _voice(seconds: float) -> np.ndarray:
     """The bundled demo voice, looped to the length asked for."""
     from .audio import decode_audio_file
-    from .cli import DEMO_VOICE
-    pcm = decode_audio_file(DEMO_VOICE)
+    from .data import DEMO_VOICE_WAV
+    pcm = decode_audio_file(DEMO_VOICE_WAV)
     reps = int(np.ceil(seconds * SAMPLE_RATE / len(pcm)))
     return np.tile(pcm, reps)[: int(seconds * SAMPLE_RATE)]
 

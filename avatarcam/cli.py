@@ -18,10 +18,6 @@ from .errors import AvatarCamError, ConfigError
 
 log = logging.getLogger("avatarcam")
 
-DATA = Path(__file__).resolve().parent / "data"
-DEMO_VOICE = DATA / "demo_voice.wav"
-
-
 # -- helpers ---------------------------------------------------------------------------------------
 def _settings(args):
     from .config import apply_overrides, load_settings
@@ -177,8 +173,9 @@ def _audio_seconds(audio: Path | None, duration: float | None) -> float | None:
     if audio is None:
         return duration
     try:
+        from engine.config import SAMPLE_RATE
         from .audio import decode_audio_file
-        secs = len(decode_audio_file(audio)) / 16000
+        secs = len(decode_audio_file(audio)) / SAMPLE_RATE
     except AvatarCamError:
         return duration
     return min(secs, duration) if duration else secs

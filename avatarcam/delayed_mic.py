@@ -18,6 +18,7 @@ import numpy as np
 from avatarcam.audio import AudioDevice, close_stream, open_stream, _sounddevice, resolve_device
 from avatarcam.errors import ConfigError
 from avatarcam.resample import PolyphaseResampler
+from engine.config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class DelayedMicOutput:
     ``underruns`` counter says how often. ``muted`` silences the output without stopping the stream.
     """
 
-    def __init__(self, device: int | str | None = None, delay_s: float = 0.0, sample_rate: int = 16000, *,
+    def __init__(self, device: int | str | None = None, delay_s: float = 0.0, sample_rate: int = SAMPLE_RATE, *,
                  block_ms: float = 10, latency: float | str = 0.05, resync_s: float = 0.008,
                  close_timeout_s: float = 2.0):
         self.device = device

@@ -22,10 +22,10 @@ import numpy as np
 
 from .config import Settings
 from .errors import AvatarCamError, DeviceError, ModelError
+from engine.config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 AUDIO_BACKLOG_S = 0.5   # most live audio that may wait for the engine; older audio is dropped beyond it
 BEHIND_AFTER_S = 2.0    # the engine below real time this long (live input): say so, with the fix
 BEHIND_RATE = 0.95      # audio the engine takes in per second of wall time, below which it is behind

@@ -18,6 +18,7 @@ import numpy as np
 
 from avatarcam.errors import ConfigError, DeviceError
 from avatarcam.frames import convert_rgb, fit_letterbox
+from engine.config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ class VideoFile(Sink):
     RESERVE_FRAMES = 32            # ... plus this many average frames (x264's look-ahead) and 64 B a frame
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float,
-                 audio: np.ndarray | None = None, sample_rate: int = 16000, *, crf: int = 23,
+                 audio: np.ndarray | None = None, sample_rate: int = SAMPLE_RATE, *, crf: int = 23,
                  preset: str = "veryfast", audio_bitrate: int = 96000):
         if width <= 0 or height <= 0 or fps <= 0:
             raise ConfigError(f"video size and fps must be positive, got {width}x{height} @ {fps}")

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
+from .config import SAMPLE_RATE
+
 if TYPE_CHECKING:
     from .stream import AvatarStream
 
@@ -308,7 +310,7 @@ def counted_gflop(fn: Callable[[], Any]) -> float:
 class BlockClock:
     """Feeds one stream one block of audio at a time from a looped clip and times each push."""
 
-    def __init__(self, stream: "AvatarStream", image: np.ndarray, pcm: np.ndarray, sample_rate: int = 16000):
+    def __init__(self, stream: "AvatarStream", image: np.ndarray, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE):
         self.stream = stream
         self.n = int(round(stream.block_seconds * sample_rate))
         self.pcm = np.tile(pcm, 2)
@@ -346,7 +348,7 @@ def time_blocks(clocks: dict[str, BlockClock], rounds: int) -> dict[str, list[fl
 def warm_stream(stream: "AvatarStream", image: np.ndarray, extra_blocks: int = 2) -> None:
     """Run silence through a stream until its steady-state calls have run (compiled) once; start() again after."""
     stream.start(image)
-    n = int(round(stream.block_seconds * 16000))
+    n = int(round(stream.block_seconds * SAMPLE_RATE))
     for _ in range(stream.sampler.latency_blocks + extra_blocks):
         stream.push_audio(np.zeros(n, np.float32))
     stream.flush()

@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+SAMPLE_RATE = 16000  # Hz, mono float32: what every audio encoder hears and every model card assumes
+
 
 @dataclass
 class ModelConfig:

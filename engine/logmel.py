@@ -23,6 +23,10 @@ import math
 import numpy as np
 import torch
 
+from .config import SAMPLE_RATE
+
+DEFAULT_LOOKAHEAD_MS = 20.0  # future audio per frame's features (adds to the stream's latency)
+
 logger = logging.getLogger(__name__)
 
 
@@ -49,8 +53,8 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -
 class LogMelEncoder:
     """Per-video-frame log-mel features; `encode` (whole clip) == `push` (any chunking) + `flush`."""
 
-    def __init__(self, sample_rate: int = 16000, fps: float = 25, n_mels: int = 32, context_frames: int = 8,
-                 hop_ms: float = 10.0, win_ms: float = 25.0, lookahead_ms: float = 20.0,
+    def __init__(self, sample_rate: int = SAMPLE_RATE, fps: float = 25, n_mels: int = 32, context_frames: int = 8,
+                 hop_ms: float = 10.0, win_ms: float = 25.0, lookahead_ms: float = DEFAULT_LOOKAHEAD_MS,
                  release_db_per_s: float = 8.0, floor_dbfs: float = -55.0, fmin: float = 60.0, fmax: float | None = None):
         spf = sample_rate / fps
         hop = sample_rate * hop_ms / 1000

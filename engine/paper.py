@@ -27,7 +27,7 @@ import yaml
 
 from .checkpoints import (CheckpointError, ModelCard, check_state_dict, load_card, read_official_checkpoint,
                           save_card, write_card_checksums)
-from .config import ModelConfig, StreamConfig
+from .config import SAMPLE_RATE, ModelConfig, StreamConfig
 from .files import atomic_write_text
 from .model import CausalDiT
 from .wan_umt5 import convert_wan_umt5, read_wan_umt5, wan_umt5_config
@@ -244,8 +244,8 @@ def check_wav2vec(folder: Path, audio_dim: int, report: Report) -> None:
     else:
         import json
         settings = json.loads(pre.read_text())
-        if settings.get("sampling_rate") != 16000:
-            problems.append(f"{pre.name}: sampling_rate {settings.get('sampling_rate')}, expected 16000")
+        if settings.get("sampling_rate") != SAMPLE_RATE:
+            problems.append(f"{pre.name}: sampling_rate {settings.get('sampling_rate')}, expected {SAMPLE_RATE}")
         if not settings.get("do_normalize", False):
             problems.append(f"{pre.name}: do_normalize is false; the paper's features are normalised")
     found = _wav2vec_shapes(folder)

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.config import SAMPLE_RATE
+
 LIMITS = {"shipped": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
                                   "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
 VARIANTS = ("eager/float32", "eager/bfloat16", "compile/float32", "compile/bfloat16", "int8/float32")
@@ -57,10 +59,10 @@ def _voice(seconds: float, path: Path = VOICE) -> np.ndarray:
     """A 16 kHz mono 16-bit wav (the bundled demo voice), looped to `seconds`."""
     import wave
     with wave.open(str(path), "rb") as w:
-        if (w.getnchannels(), w.getframerate(), w.getsampwidth()) != (1, 16000, 2):
+        if (w.getnchannels(), w.getframerate(), w.getsampwidth()) != (1, SAMPLE_RATE, 2):
             raise ValueError(f"{path}: need 16 kHz mono 16-bit PCM")
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
-    return np.tile(pcm, int(np.ceil(seconds * 16000 / len(pcm))))[: int(seconds * 16000)]
+    return np.tile(pcm, int(np.ceil(seconds * SAMPLE_RATE / len(pcm))))[: int(seconds * SAMPLE_RATE)]
 
 
 def worker(model: str, variants: list[str]) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -49,10 +48,7 @@ class PipelinedStream:
             if feats is None:
                 return
             try:
-                t0 = time.perf_counter()
-                block = self.stream.sampler.step(feats)
-                self.stream.step_ms.append((time.perf_counter() - t0) * 1000)
-                self._done.put((block, None))
+                self._done.put((self.stream.timed_step(feats), None))
             except BaseException as exc:   # handed to the caller's thread, raised there
                 self._done.put((None, exc))
 
@@ -93,23 +89,16 @@ class PipelinedStream:
         return frames + self._collect(wait=False)
 
     def _consume(self, feats: torch.Tensor) -> list[np.ndarray]:
-        s = self.stream
-        if feats.numel():
-            s._features = torch.cat([s._features, feats.to(s._features.dtype)])
         frames: list[np.ndarray] = []
-        n = s.frames_per_block
-        while s._features.shape[0] >= n:
-            block_feats, s._features = s._features[:n], s._features[n:]
+        for block_feats in self.stream.feature_blocks(feats):
             frames += self._submit(block_feats)
         return frames
 
     def flush(self) -> list[np.ndarray]:
         s = self.stream
         frames, self._ready = self._ready, []
-        frames += self._consume(s.audio.flush())
-        pending = s._features.shape[0]
-        if pending:
-            frames += self._consume(s._features[-1:].expand(s.frames_per_block - pending, -1).clone())
+        for block_feats in s.final_blocks():
+            frames += self._submit(block_feats)
         frames += self._collect(wait=True)
         for block in s.sampler.flush():
             frames += s._decode(block)

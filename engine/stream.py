@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 import numpy as np
 import torch
 
 from .checkpoints import CheckpointError, ModelCard, load_card
-from .config import replace
+from .config import SAMPLE_RATE, replace
 from .sampler import SelfForcingSampler, StreamingSampler
 
 if TYPE_CHECKING:  # imported where used, so the stream does not pull in the text stack up front
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # imported where used, so the stream does not pull in the tex
 log = logging.getLogger(__name__)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-SAMPLE_RATE = 16000
+TIMES_KEPT = 1000  # recent step / decode times each stream keeps (for percentiles)
 
 
 class FrameDecoder(Protocol):
@@ -256,9 +256,8 @@ class AvatarStream:
         self.sampler = sampler_cls(self.model, stream, generator=gen)
         self.stream_config = stream
         self._features = torch.zeros(0, card.model.audio_dim)
-        self.step_ms: list[float] = []
+        self.step_ms: list[float] = []     # recent step / decode times (bounded: a stream may run for hours)
         self.decode_ms: list[float] = []
-        self.frames_out = 0
 
     # -- facts the app needs ---------------------------------------------------------------------
     @property
@@ -277,7 +276,7 @@ class AvatarStream:
     def expected_latency_s(self) -> float:
         """Structural audio->video delay: a block of audio, the window's look-ahead, feature look-ahead."""
         look = getattr(self.audio, "lookahead_ms", 0.0) / 1000.0
-        return self.block_seconds * (1 + self.sampler.latency_blocks) + look
+        return expected_latency_s(self.block_seconds, self.sampler.latency_blocks, look)
 
     # -- streaming -------------------------------------------------------------------------------
     def start(self, image: np.ndarray, text_context: torch.Tensor | None = None, prompt: str | None = None) -> np.ndarray:
@@ -294,7 +293,6 @@ class AvatarStream:
         self.decoder.reset(ref, fitted)
         self.audio.reset()
         self._features = torch.zeros(0, self.card.model.audio_dim)
-        self.frames_out = 0
         return fitted
 
     def _prompt_embedding(self, prompt: str) -> torch.Tensor:
@@ -341,35 +339,75 @@ class AvatarStream:
 
     def flush(self) -> list[np.ndarray]:
         """End of a finite input: pad the last partial block with silence-like features, drain the window."""
-        frames = self._consume(self.audio.flush())
-        pending = self._features.shape[0]
-        if pending:
-            pad = self.frames_per_block - pending
-            frames += self._consume(self._features[-1:].expand(pad, -1).clone())
+        frames: list[np.ndarray] = []
+        for block_feats in self.final_blocks():
+            frames += self._step(block_feats)
         for block in self.sampler.flush():
             frames += self._decode(block)
         return frames
 
-    def _consume(self, feats: torch.Tensor) -> list[np.ndarray]:
+    def feature_blocks(self, feats: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Buffer new features; yield every whole block of them (the rest waits for more audio)."""
         if feats.numel():
             self._features = torch.cat([self._features, feats.to(self._features.dtype)])
-        frames: list[np.ndarray] = []
         n = self.frames_per_block
         while self._features.shape[0] >= n:
             block_feats, self._features = self._features[:n], self._features[n:]
-            t0 = time.perf_counter()
-            block = self.sampler.step(block_feats)
-            self.step_ms.append((time.perf_counter() - t0) * 1000)
-            if block is not None:
-                frames += self._decode(block)
+            yield block_feats
+
+    def final_blocks(self) -> Iterator[torch.Tensor]:
+        """End of input: the encoder's last features, then the partial block padded with its last row."""
+        yield from self.feature_blocks(self.audio.flush())
+        pending = self._features.shape[0]
+        if pending:
+            pad = self.frames_per_block - pending
+            yield from self.feature_blocks(self._features[-1:].expand(pad, -1).clone())
+
+    def _consume(self, feats: torch.Tensor) -> list[np.ndarray]:
+        frames: list[np.ndarray] = []
+        for block_feats in self.feature_blocks(feats):
+            frames += self._step(block_feats)
         return frames
+
+    def _step(self, block_feats: torch.Tensor) -> list[np.ndarray]:
+        block = self.timed_step(block_feats)
+        return self._decode(block) if block is not None else []
+
+    def timed_step(self, block_feats: torch.Tensor) -> torch.Tensor | None:
+        """One sampler step, its time kept in `step_ms` (the pipelined stream calls it on its own thread)."""
+        t0 = time.perf_counter()
+        block = self.sampler.step(block_feats)
+        _keep_recent(self.step_ms, (time.perf_counter() - t0) * 1000)
+        return block
 
     def _decode(self, block: torch.Tensor) -> list[np.ndarray]:
         t0 = time.perf_counter()
         images = self.decoder.decode(block[0])
-        self.decode_ms.append((time.perf_counter() - t0) * 1000)
-        self.frames_out += len(images)
+        _keep_recent(self.decode_ms, (time.perf_counter() - t0) * 1000)
         return list(images)
+
+
+def _keep_recent(times: list[float], ms: float) -> None:
+    """Append; past 2 x TIMES_KEPT entries drop all but the newest TIMES_KEPT (amortised O(1))."""
+    times.append(ms)
+    if len(times) > 2 * TIMES_KEPT:
+        del times[:-TIMES_KEPT]
+
+
+def expected_latency_s(block_s: float, lookahead_blocks: int, feature_lookahead_s: float) -> float:
+    """The structural audio->video delay: a block of audio must arrive, then its block waits
+    `lookahead_blocks` window steps (L-1 for the sliding window) before it is clean, plus the audio
+    features' own look-ahead. The one formula for the app's estimates and the running stream."""
+    return block_s * (1 + lookahead_blocks) + feature_lookahead_s
+
+
+def feature_lookahead_s(audio_spec: dict) -> float:
+    """Seconds of future audio a card's encoder reads per frame (log-mel's `lookahead_ms`; wav2vec2: 0 here)."""
+    spec = dict(audio_spec)
+    if spec.get("encoder", "logmel") != "logmel":
+        return 0.0
+    from .logmel import DEFAULT_LOOKAHEAD_MS
+    return float(spec.get("lookahead_ms", DEFAULT_LOOKAHEAD_MS)) / 1000.0
 
 
 def open_stream(model: str | Path | None = None, device: str = "cpu", **kwargs) -> AvatarStream:

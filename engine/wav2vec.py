@@ -27,9 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 _NORM_EPS = 1e-7  # the HF feature extractor's zero-mean/unit-variance epsilon
 
 

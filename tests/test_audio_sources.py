@@ -10,10 +10,11 @@ import wave
 import numpy as np
 import pytest
 
-from avatarcam.audio import (SAMPLE_RATE, FileSource, MicSource, list_input_devices, list_output_devices,
+from avatarcam.audio import (FileSource, MicSource, list_input_devices, list_output_devices,
                              refresh_devices, resolve_device)
 from avatarcam.errors import ConfigError, DeviceError
 from avatarcam.resample import PolyphaseResampler, resample
+from engine.config import SAMPLE_RATE
 from tests.fixtures_pulse import chirp, mic_feeder, ncc_max, pulse  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(60)

@@ -191,7 +191,7 @@ def test_installed_entry_point_records_the_bundled_demo_to_mp4(installed, tmp_pa
     import av
 
     demo = subprocess.run([str(installed.venv / "bin/python"), "-c",
-                           "from avatarcam.cli import DEMO_VOICE; print(DEMO_VOICE)"],
+                           "from avatarcam.data import DEMO_VOICE_WAV; print(DEMO_VOICE_WAV)"],
                           cwd=installed.root, env=installed.env, capture_output=True, text=True, timeout=60,
                           check=True).stdout.strip()
     assert Path(demo).is_relative_to(installed.venv) and Path(demo).is_file()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from engine.train.toon.clips import make_clip
-from engine.train.toon.speech import SAMPLE_RATE
+from engine.config import SAMPLE_RATE
 from engine.train.toon.visemes import visemes_for
 
 OPEN_VOWELS = {"a", "A:", "aI", "aU", "A@", "0", "O:"}

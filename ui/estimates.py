@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from avatarcam.errors import ConfigError, ModelError
+from avatarcam.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +178,3 @@ def active_choice(settings, facts: CardFacts) -> Choice:
     if preset == "custom":
         return stored_custom(settings, facts)
     return preset_choice(facts, preset)
-
-
-def require_valid(facts: CardFacts, choice: Choice, temporal_frames: int) -> None:
-    problems = check_choice(facts, choice, temporal_frames)
-    if problems:
-        raise ConfigError(" ".join(problems))

@@ -32,12 +32,12 @@ from engine.train.dist import Dist, setup, teardown
 from engine.train.recipe import DataConfig, load_recipe
 from engine.train.toon.clips import make_clip
 from engine.toon.identity import random_identity
+from engine.config import SAMPLE_RATE
 from engine.toon.render import FaceControls, render_frame
 
 log = logging.getLogger(__name__)
 
 INDEX = "dataset.yaml"
-SAMPLE_RATE = 16000
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

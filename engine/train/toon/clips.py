@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.config import SAMPLE_RATE
 from engine.files import atomic_write
 from engine.toon.identity import Identity, random_identity
 from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame
-from engine.train.toon.speech import SAMPLE_RATE, VoiceSpec, random_voice, synthesize
+from engine.train.toon.speech import VoiceSpec, random_voice, synthesize
 from engine.train.toon.visemes import TRACK_RATE, frame_means, gauss_smooth, mouth_track
 
 logger = logging.getLogger(__name__)

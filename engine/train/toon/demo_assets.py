@@ -18,7 +18,8 @@ from PIL import Image
 
 from engine.files import atomic_write
 from engine.toon import random_identity, render_portrait
-from engine.train.toon.speech import SAMPLE_RATE, VoiceSpec, synthesize
+from engine.config import SAMPLE_RATE
+from engine.train.toon.speech import VoiceSpec, synthesize
 
 logger = logging.getLogger(__name__)
 

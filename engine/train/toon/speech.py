@@ -22,7 +22,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 _EV_LIST_TERMINATED, _EV_PHONEME = 0, 7
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INIT_PHONEME_EVENTS = 0x0001
@@ -159,6 +158,8 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 def synthesize(texts: list[str], voices: list[VoiceSpec], seed: int = 0, timeout: float = 60.0) -> list[Utterance]:
     """Speak each text with its voice (one fresh espeak-ng process for the whole list)."""
+    from engine.config import SAMPLE_RATE  # here: this file also runs alone (-I) as the worker
+
     if len(texts) != len(voices):
         raise ValueError(f"synthesize: {len(texts)} texts but {len(voices)} voices")
     job = {"seed": int(seed), "requests": [{"text": t, "voice": asdict(v)} for t, v in zip(texts, voices)]}
