@@ -64,9 +64,10 @@ def _avatar() -> np.ndarray:
 def bench_e2e(model: str | None = None, seconds: float = 20.0, block_ms: int = 20, threads: int = 0) -> dict:
     """Audio -> features -> step -> decode as fast as possible: can it keep up with real time?"""
     from engine.stream import open_stream
+    from .models import resolve_model
     from .session import set_threads
     set_threads(threads)              # the session's thread policy, so the numbers are the app's
-    stream = open_stream(model)
+    stream = open_stream(resolve_model(model or "toon"))
     stream.start(_avatar())
     pcm = _voice(seconds)
     n = int(block_ms * SAMPLE_RATE / 1000)
@@ -100,7 +101,8 @@ def bench_soak(model: str | None = None, seconds: float = 600.0, sample_every_s:
     """A real-time session (file paced like a mic, null sink) for `seconds`; RSS and step time over time."""
     import tempfile
     from .config import Settings
-    from .session import Session, SessionOptions
+    from .session import Session
+    from .stream_options import SessionOptions
     pcm = _voice(seconds)
     settings = Settings()
     settings.camera.enabled = False

@@ -6,6 +6,7 @@ with status 2; `--debug` shows tracebacks and debug logs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -31,26 +32,6 @@ def _settings(args):
     return apply_overrides(settings, overrides) if overrides else settings
 
 
-def _avatar_image(name_or_path: str | None, settings=None):
-    """(image, what it is): a library avatar by name, an image file, the settings' avatar.current, or the
-    first one in the library."""
-    import numpy as np
-    from .avatars import AvatarLibrary, load_picture
-    if name_or_path and Path(name_or_path).expanduser().is_file():
-        path = Path(name_or_path).expanduser()
-        return np.asarray(load_picture(path)), str(path)
-    lib = AvatarLibrary()
-    if name_or_path:
-        avatar = lib.get(name_or_path)
-        return avatar.load_image(), avatar.name
-    current = settings.avatar.current if settings is not None else None
-    if current and current not in lib:
-        raise ConfigError(f"avatar.current: '{current}' is not in the avatar library; pick one with "
-                          "`avatarcam avatars use NAME` (see `avatarcam avatars list`)")
-    avatar = lib.default(current)
-    return avatar.load_image(), avatar.name
-
-
 def _stream_overrides(args) -> dict:
     out = {}
     for flag, key in (("style_anchor", "style_anchor"), ("rope_reindex", "rope_reindex"),
@@ -62,9 +43,16 @@ def _stream_overrides(args) -> dict:
     return out
 
 
+def run_options(args, settings):
+    """The stream `avatarcam run` streams: the settings' stream (as the tray app builds it) plus the flags."""
+    from .stream_options import stream_options
+    return stream_options(settings, avatar=args.avatar, model=args.model, device=args.device,
+                          overrides=_stream_overrides(args))
+
+
 # -- commands --------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    from .session import Session, SessionOptions
+    from .session import Session
     settings = _settings(args)
     if args.mic is not None:
         settings.audio.mic = int(args.mic) if str(args.mic).isdigit() else args.mic
@@ -80,18 +68,16 @@ def cmd_run(args) -> int:
         raise ConfigError(f"--out: {out} already exists; add --force to overwrite it, or choose another name")
     if args.duration is not None and args.duration <= 0:
         raise ConfigError(f"--duration must be positive seconds, got {args.duration}")
-    image, avatar_name = _avatar_image(args.avatar, settings)
-    options = SessionOptions(model=args.model, avatar_image=image, audio_file=audio,
-                             camera=args.camera, record=out, obs=args.obs, duration_s=args.duration,
-                             device=args.device, seed=args.seed, stream_overrides=_stream_overrides(args),
-                             realtime=args.realtime)
+    options = run_options(args, settings)
+    options = dataclasses.replace(options, audio_file=audio, camera=args.camera, record=out, obs=args.obs,
+                                  duration_s=args.duration, seed=args.seed, realtime=args.realtime)
     if not args.debug:   # the session's warnings reach the terminal once, as events (below)
         logging.getLogger("avatarcam.session").setLevel(logging.ERROR)
     session = Session(settings, options)
     progress = _Progress(enabled=not args.quiet, total_s=_audio_seconds(audio, args.duration))
     session.on_event(progress.on_event)
     if not args.quiet:
-        say(f"avatar {avatar_name}, model {args.model or settings.engine.model}")
+        say(f"avatar {options.avatar_name}, model {options.model}")
     with StopOnSignals(session) as stopper:
         try:
             session.start()
@@ -297,9 +283,13 @@ def cmd_avatars(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    from .avatars import AvatarLibrary
     from .bench import run_bench
+    from .stream_options import current_avatar, model_for
+    settings = _settings(args)
+    model = model_for(settings, args.model, current_avatar(settings, AvatarLibrary()))   # what `run` would load
     result = run_bench(args.what, out=Path(args.out) if args.out else None, steps=args.steps, quick=args.quick,
-                       model=args.model, md=Path(args.md) if args.md else None)
+                       model=model, md=Path(args.md) if args.md else None)
     if args.what == "backends":
         from engine.perf import format_table
         print(format_table(result))

@@ -78,6 +78,10 @@ class AnchorSettings:
     anchor_audio_zero: bool = True
     temporal_frames: int = field(default=2, metadata=_range(0, 64))  # clean frames kept; 2 as trained
     preset: str = field(default="balanced", metadata=_choices("balanced", "stable", "expressive", "custom"))
+    # preset "custom": block size B, window L, passes N; None takes the model card's value
+    block_frames: int | None = field(default=None, metadata=_range(1, 16))
+    window: int | None = field(default=None, metadata=_range(1, 16))
+    passes: int | None = field(default=None, metadata=_range(1, 4))
 
 
 @dataclass

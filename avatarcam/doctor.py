@@ -535,15 +535,26 @@ def _tray_state() -> bool | None:
 
 # ------------------------------------------------------------------------------------------ report
 
+def _stream_model(settings: Settings, model: str | None, library_root: Path | None) -> str:
+    """The model `avatarcam run` would load (the current avatar may pin one); a broken library is its own check."""
+    from .avatars import AvatarLibrary
+    from .stream_options import current_avatar, model_for
+    try:
+        avatar = current_avatar(settings, AvatarLibrary(library_root))
+    except Exception:
+        avatar = None
+    return model_for(settings, model, avatar)
+
+
 def run_checks(settings: Settings | None = None, model: str | None = None, *, settings_path: Path | None = None,
                library_root: Path | None = None, timeout_s: float = CHECK_TIMEOUT_S,
                obs_timeout_s: float = OBS_TIMEOUT_S) -> list[Check]:
     """Every check in ``CHECK_NAMES`` order. Never raises; bounded by the timeouts even if a service hangs.
 
-    ``model`` overrides ``settings.engine.model`` (e.g. `avatarcam doctor --model PATH`).
+    ``model`` overrides the model `run` would use (e.g. `avatarcam doctor --model PATH`).
     """
     settings = settings if settings is not None else Settings()
-    model_name = model or settings.engine.model
+    model_name = _stream_model(settings, model, library_root)
     plan: list[tuple[str, Callable[[], Check], float]] = [
         (PYTHON, check_python, timeout_s),
         (TORCH, check_torch, IMPORT_TIMEOUT_S),

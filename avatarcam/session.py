@@ -22,6 +22,7 @@ import numpy as np
 
 from .config import Settings
 from .errors import AvatarCamError, DeviceError, ModelError
+from .stream_options import SessionOptions, anchor_overrides
 from engine.config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -80,32 +81,8 @@ class Recording:
     stopped: str | None = None
 
 
-@dataclass
-class SessionOptions:
-    """What one stream uses; built from the settings plus CLI flags or UI choices."""
-
-    model: str | None = None
-    avatar_image: np.ndarray | None = None
-    audio_file: Path | None = None          # None: the microphone from the settings
-    realtime: bool | None = None            # pace a file like a mic (default: when a camera is on)
-    camera: bool | None = None              # None: settings.camera.enabled, and no error if none exists
-    record: Path | None = None
-    obs: bool | None = None
-    duration_s: float | None = None
-    device: str | None = None               # None: engine.device from the settings ("auto", "cpu", "cuda")
-    seed: int | None = 0
-    stream_overrides: dict = field(default_factory=dict)
-    preview: bool = False                   # emit "frame" events for a preview widget
-
-
 def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if len(values) else 0.0
-
-
-def anchor_overrides(settings: Settings) -> dict:
-    a = settings.anchors
-    return {"style_anchor": a.style_anchor, "rope_reindex": a.rope_reindex,
-            "anchor_audio_zero": a.anchor_audio_zero, "temporal_frames": a.temporal_frames}
 
 
 def set_threads(threads: int) -> None:
@@ -282,7 +259,7 @@ class Session:
         s, o = self.settings, self.options
         self._stats = SessionStats(state="starting")
         set_threads(s.engine.threads)
-        overrides = {**anchor_overrides(s), **o.stream_overrides}
+        overrides = {**anchor_overrides(s.anchors), **o.stream_overrides}
         from .engine_choice import choose_engine, resolve_tuned
         from .models import resolve_model
         self.engine = choose_engine(s.engine, o.device)

@@ -146,8 +146,8 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     import torch
     from engine.accel import (REFERENCE, BlockClock, candidates, open_variant_stream, parity, step_gflop,
                               time_blocks, warm_stream)
-    from engine.stream import resolve_card
-    card = resolve_card(folder)
+    from engine.checkpoints import load_card
+    card = load_card(Path(folder))
     key, machine = cache_key(folder)
     created = time.strftime("%Y-%m-%d %H:%M")
     overrides = overrides or {}

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from avatarcam.config import Settings
-from avatarcam.session import Session, SessionOptions
+from avatarcam.session import Session
+from avatarcam.stream_options import SessionOptions
 from tests.fixtures_card import random_card  # noqa: F401
 from tests.fixtures_pulse import mic_feeder, pulse  # noqa: F401
 from tests.fixtures_vcam import recording_camera  # noqa: F401

@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from avatarcam.config import Settings
-from avatarcam.session import Session, SessionOptions
+from avatarcam.session import Session
+from avatarcam.stream_options import SessionOptions
 from tests.fixtures_card import random_card  # noqa: F401
 from tests.fixtures_obs import obs_server, xvfb_display  # noqa: F401
 

@@ -9,7 +9,8 @@ import pytest
 
 from avatarcam.config import Settings
 from avatarcam.errors import ConfigError, ModelError
-from avatarcam.session import Session, SessionOptions
+from avatarcam.session import Session
+from avatarcam.stream_options import SessionOptions
 from tests.fixtures_card import random_card  # noqa: F401
 from tests.fixtures_vcam import recording_camera  # noqa: F401
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from avatarcam.config import Settings
-from avatarcam.session import Session, SessionOptions
+from avatarcam.session import Session
+from avatarcam.stream_options import SessionOptions
 from tests.fixtures_card import random_card  # noqa: F401
 from tests.fixtures_obs import obs_factory, obs_server, xvfb_display  # noqa: F401
 from tests.fixtures_pulse import chirp, mic_feeder, ncc_max, pulse  # noqa: F401

@@ -99,7 +99,7 @@ def test_anchor_switches_and_preset_are_saved_on_apply(ui_app, ui_home, random_c
     saved = load_settings(ui_home.settings_path).anchors
     assert (saved.style_anchor, saved.rope_reindex, saved.anchor_audio_zero) == (False, True, False)
     assert saved.temporal_frames == 8 and saved.preset == "stable"
-    assert app.controller.stream_overrides()["passes"] == 2
+    assert app.controller.build_options().stream_overrides["passes"] == 2
 
 
 def test_presets_show_latency_and_cost_from_the_card(ui_app, random_card):
@@ -136,7 +136,7 @@ def test_custom_block_window_passes_become_stream_overrides(ui_app, ui_home, ran
     again = load_settings(ui_home.settings_path)
     assert again.anchors.preset == "custom"
     app.controller.settings = again
-    over = app.controller.stream_overrides()
+    over = app.controller.build_options().stream_overrides
     assert over["block_frames"] == 1 and over["passes"] == 2
     assert over["timesteps"] == (1000.0, 200.0)
 

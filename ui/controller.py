@@ -7,6 +7,7 @@ stop) run on worker threads; everything this object emits arrives on the Qt thre
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from PySide6.QtCore import QObject, Signal
 from avatarcam.avatars import Avatar, AvatarLibrary
 from avatarcam.config import Settings, load_settings, save_settings
 from avatarcam.errors import AvatarCamError, ConfigError, DeviceError, ModelError
-from avatarcam.session import Session, SessionOptions, SessionStats, anchor_overrides
+from avatarcam.session import Session, SessionStats
+from avatarcam.stream_options import SessionOptions, model_for, stream_options
 
-from . import estimates
 from .workers import Runner, SessionBridge
 
 log = logging.getLogger(__name__)
@@ -124,26 +125,15 @@ class AppController(QObject):
         self.avatars_changed.emit()
 
     def model_name(self) -> str:
-        avatar = self.current_avatar()
-        return (avatar.model if avatar is not None and avatar.model else None) or self.settings.engine.model
+        return model_for(self.settings, None, self.current_avatar())
 
     # -- stream options ------------------------------------------------------------------------
-    def stream_overrides(self) -> dict:
-        """Anchor switches from the settings plus B/L/N from the preset (only what differs from the card)."""
-        out = anchor_overrides(self.settings)
-        try:
-            facts = estimates.card_facts(self.model_name())
-        except ModelError:
-            return out  # the session reports the missing model itself, with its own message
-        out.update(estimates.stream_fields(facts, estimates.active_choice(self.settings, facts)))
-        return out
-
-    def build_options(self) -> SessionOptions:
-        s = self.settings
+    def build_options(self, settings: Settings | None = None) -> SessionOptions:
+        """The stream `avatarcam run` would build from these settings, plus the app's inputs and preview."""
+        s = settings if settings is not None else self.settings
         record = Path(s.output.record).expanduser() if s.output.record else None
-        return SessionOptions(model=self.model_name(), audio_file=self.audio_file, record=record,
-                              device=s.engine.device, stream_overrides=self.stream_overrides(), preview=True,
-                              realtime=True)
+        options = stream_options(s, library=self.library)
+        return dataclasses.replace(options, audio_file=self.audio_file, record=record, preview=True, realtime=True)
 
     # -- start / stop --------------------------------------------------------------------------
     @property
@@ -170,25 +160,16 @@ class AppController(QObject):
             return
         self.last_error = None
         self._set_state("starting")
-        try:
-            options = self.build_options()
-        except AvatarCamError as exc:
-            self._fail(exc)
-            return
-        avatar = self.current_avatar()
-        session = Session(copy.deepcopy(self.settings), options)
-        session.on_event(self.bridge.handle)
-        self.session = session
+        settings = copy.deepcopy(self.settings)
 
-        def work() -> None:
-            if options.device == "auto":
-                import torch
-                options.device = "cuda" if torch.cuda.is_available() else "cpu"
-            if avatar is not None:
-                options.avatar_image = avatar.load_image()
+        def work() -> Session:     # reads the avatar and the model card, loads the model: off the Qt thread
+            session = Session(settings, self.build_options(settings))
+            session.on_event(self.bridge.handle)
+            self.session = session
             session.start()
+            return session
 
-        self.runner.run(work, on_done=lambda _: self._started(session), on_error=self._fail, name="ui-start")
+        self.runner.run(work, on_done=self._started, on_error=self._fail, name="ui-start")
 
     def _started(self, session: Session) -> None:
         if session is self.session and session.running:

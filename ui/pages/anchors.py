@@ -10,11 +10,12 @@ import logging
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QFormLayout, QGridLayout, QHBoxLayout, QLabel, QPushButton,
                                QRadioButton, QSpinBox, QWidget)
 
+from avatarcam import presets
 from avatarcam.errors import ModelError
+from avatarcam.presets import Choice
 
 from .. import estimates
 from ..controller import AppController
-from ..estimates import Choice
 from ..theme import GRID
 from ..widgets import Card, Page, inline_message, muted, show_message
 
@@ -29,7 +30,7 @@ class AnchorsPage(Page):
     def __init__(self, controller: AppController, parent: QWidget | None = None):
         super().__init__(parent)
         self.controller = controller
-        self.facts: estimates.CardFacts | None = None
+        self.facts: presets.CardFacts | None = None
 
         anchors = Card("Anchors")
         self.style_anchor = QCheckBox("Style anchor — keep the avatar picture in view of every step")
@@ -65,7 +66,7 @@ class AnchorsPage(Page):
             grid.addWidget(h, 0, col)
         self.group = QButtonGroup(self)
         self.rows: dict[str, tuple[QRadioButton, QLabel, QLabel, QLabel]] = {}
-        for r, name in enumerate((*estimates.PRESETS, "custom"), start=1):
+        for r, name in enumerate((*presets.PRESETS, "custom"), start=1):
             radio = QRadioButton(name.capitalize())
             radio.setToolTip(estimates.PRESET_TEXT[name])
             self.group.addButton(radio)
@@ -142,7 +143,7 @@ class AnchorsPage(Page):
             self.temporal.setValue(a.temporal_frames)
             model = self.controller.model_name()
             try:
-                self.facts = estimates.card_facts(model)
+                self.facts = presets.card_facts(model)
                 show_message(self.model_error, "")
             except ModelError as exc:
                 self.facts = None
@@ -151,8 +152,8 @@ class AnchorsPage(Page):
             f = self.facts
             if f is not None:
                 self.model_label.setText(f"Model “{f.name}”: {f.fps:g} fps, {f.width}×{f.height}, one block of "
-                                         f"B={f.block_frames} lasts {estimates.block_seconds(f, f.block_frames) * 1000:.0f} ms.")
-                custom = estimates.stored_custom(self.controller.settings, f)
+                                         f"B={f.block_frames} lasts {presets.block_seconds(f, f.block_frames) * 1000:.0f} ms.")
+                custom = presets.custom_choice(self.controller.settings.anchors, f)
                 self.block.setValue(custom.block_frames)
                 self.window.setValue(custom.window)
                 self.passes.setValue(custom.passes)
@@ -178,7 +179,7 @@ class AnchorsPage(Page):
         if self.facts is None:
             return None
         p = self.preset()
-        return self.custom_choice() if p == "custom" else estimates.preset_choice(self.facts, p)
+        return self.custom_choice() if p == "custom" else presets.preset_choice(self.facts, p)
 
     def _custom_edited(self) -> None:
         if not self._loading and not self.rows["custom"][0].isChecked():
@@ -200,13 +201,13 @@ class AnchorsPage(Page):
                 delay.setText("–")
                 cost.setText("–")
                 continue
-            ch = self.custom_choice() if name == "custom" else estimates.preset_choice(f, name)
+            ch = self.custom_choice() if name == "custom" else presets.preset_choice(f, name)
             bln.setText(f"{ch.block_frames} · {ch.window} · {ch.passes}")
             if estimates.check_choice(f, ch, self.temporal.value()):
                 delay.setText("invalid")
                 cost.setText("–")
             else:
-                delay.setText(f"≈ {estimates.latency_s(f, ch) * 1000:.0f} ms")
+                delay.setText(f"≈ {presets.latency_s(f, ch) * 1000:.0f} ms")
                 cost.setText(f"{estimates.relative_cost(f, ch):.2f}×")
         self.advanced.setEnabled(f is not None)
         problems = estimates.check_choice(f, self.custom_choice(), self.temporal.value()) if f is not None else []
@@ -216,8 +217,8 @@ class AnchorsPage(Page):
         ch = self.choice()
         if f is not None and ch is not None and not problems:
             self.custom_estimate.setText(
-                f"Estimated delay {estimates.latency_s(f, ch) * 1000:.0f} ms = block "
-                f"{estimates.block_seconds(f, ch.block_frames) * 1000:.0f} ms × {ch.window} + feature look-ahead "
+                f"Estimated delay {presets.latency_s(f, ch) * 1000:.0f} ms = block "
+                f"{presets.block_seconds(f, ch.block_frames) * 1000:.0f} ms × {ch.window} + feature look-ahead "
                 f"{f.lookahead_s * 1000:.0f} ms.  Compute {estimates.cost_per_frame(ch):.0f} frames per frame "
                 f"(N × (L·B + B) / B).")
         else:
