@@ -17,7 +17,8 @@ if [ "$dev" = 1 ]; then
   # real parts the tests drive: PulseAudio mic, OBS under Xvfb, a tray host, Qt's xcb/offscreen deps
   apt_pkgs+=(sox pulseaudio pulseaudio-utils xvfb obs-studio trayer x11-utils imagemagick
              libxcb-cursor0 libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 shellcheck
-             desktop-file-utils)
+             desktop-file-utils
+             flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)   # training voices beside espeak-ng
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -32,6 +33,6 @@ fi
 # CPU torch: the exact pin takes the CPU wheel (a bare 'torch' pulls GBs of CUDA packages).
 "$py" -c "import torch" 2>/dev/null || "$py" -m pip install -q "torch==2.13.0"
 extras="app"
-[ "$dev" = 1 ] && extras="app,ui,paper,dev"
+[ "$dev" = 1 ] && extras="app,ui,paper,dev,train"
 "$py" -m pip install -q -e ".[${extras}]"
 echo "AvatarCam is set up ($("$py" -c 'import avatarcam; print(avatarcam.__version__)'))."

@@ -31,6 +31,7 @@ from engine.logmel import LogMelEncoder
 from engine.train.dist import Dist, setup, teardown
 from engine.train.recipe import DataConfig, load_recipe
 from engine.train.toon.clips import make_clip
+from engine.train.toon.scene import clip_audio
 from engine.toon.identity import random_identity
 from engine.config import SAMPLE_RATE
 from engine.toon.render import FaceControls, render_frame
@@ -66,7 +67,7 @@ def n_frames(cfg: DataConfig) -> int:
 
 def encode_clip(seed: int, cfg: DataConfig, ae: ToonAutoencoder, mel: LogMelEncoder) -> dict[str, torch.Tensor]:
     """One clip: latents (T, C, h, w), audio (T, D), reference (C, h, w); T = seconds * fps."""
-    clip = make_clip(seed, fps=cfg.fps, seconds=cfg.seconds)
+    clip = make_clip(seed, fps=cfg.fps, seconds=cfg.seconds, audio=clip_audio(cfg.audio))
     frames = clip.render(cfg.image_size)
     with torch.no_grad():
         latents = torch.cat([ae.encode(frames[i:i + cfg.encode_batch])
@@ -95,6 +96,7 @@ def build(cfg: DataConfig, out: str | Path, d: Dist) -> Path:
             raise ValueError(f"{out} holds a data set built with other settings; use another --out or delete it")
         log.info("data set %s is complete", out)
         return out
+    clip_audio(cfg.audio)     # bad data.audio settings: one clear line before any work
     ae = load_autoencoder(cfg.autoencoder)
     mel = LogMelEncoder(sample_rate=SAMPLE_RATE, fps=cfg.fps, **cfg.logmel)
     shards = (cfg.clips + cfg.shard_clips - 1) // cfg.shard_clips
@@ -130,7 +132,9 @@ def build(cfg: DataConfig, out: str | Path, d: Dist) -> Path:
 
 
 def _config_dict(cfg: DataConfig) -> dict:
-    return {k: v for k, v in asdict(cfg).items() if k != "encode_batch"}
+    """The settings a built data set must match (an empty `audio`, the espeak-only clips, is left out
+    so data sets built before that setting existed still match)."""
+    return {k: v for k, v in asdict(cfg).items() if k != "encode_batch" and not (k == "audio" and not v)}
 
 
 def mouth_maps(seeds: list[int], image_size: int, latent_hw: tuple[int, int]) -> torch.Tensor:

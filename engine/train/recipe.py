@@ -36,6 +36,7 @@ class DataConfig:
     autoencoder: str = "engine/models/toon/autoencoder.safetensors"
     reference_decoder: str = ""     # engine.refdecoder weights the card draws frames with ("" : the autoencoder's)
     logmel: dict = field(default_factory=dict)   # LogMelEncoder keyword arguments (defaults if empty)
+    audio: dict = field(default_factory=dict)    # engine.train.toon.scene.ClipAudio settings ({}: espeak-only clips)
     encode_batch: int = 25
 
 

@@ -20,8 +20,10 @@ from engine.config import SAMPLE_RATE
 from engine.files import atomic_write
 from engine.toon.identity import Identity, random_identity
 from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame
+from engine.train.toon.scene import ClipAudio, compose, draw_texts, lay_out
 from engine.train.toon.speech import VoiceSpec, random_voice, synthesize
 from engine.train.toon.visemes import TRACK_RATE, frame_means, gauss_smooth, mouth_track
+from engine.train.toon.voices import Voice
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +69,10 @@ class Clip:
     audio: np.ndarray
     controls: np.ndarray
     identity: Identity
-    voice: VoiceSpec
+    voice: VoiceSpec | Voice      # VoiceSpec: an espeak-only clip (no data.audio); Voice: any family
     texts: list[str] = field(default_factory=list)
     phonemes: list[tuple[float, str]] = field(default_factory=list)  # (clip second, mnemonic)
+    sounds: list[tuple[str, float, float, str]] = field(default_factory=list)  # non-speech (kind, start, end, role)
     sample_rate: int = SAMPLE_RATE
 
     @property
@@ -109,41 +112,32 @@ def _head_tracks(rng: np.random.Generator, n: int, speaking: np.ndarray, mouth_o
     return np.clip(head * env[:, None], -1, 1)
 
 
-def _build(seed: int, fps: float, seconds: float) -> Clip:
-    rng = np.random.default_rng([seed, CLIP_VERSION])
-    identity = random_identity(seed)
+def _espeak_only(rng: np.random.Generator, seed: int, n_samples: int
+                 ) -> tuple[np.ndarray, VoiceSpec, list[str], list[tuple[float, str]]]:
+    """The original clip audio (format 1, no data.audio): one espeak voice, clean, a faint noise floor."""
     voice = random_voice(rng)
-    n_frames = int(round(seconds * fps))
-    n_samples = int(round(n_frames * SAMPLE_RATE / fps))
-    duration = n_samples / SAMPLE_RATE
-    words_per_s = voice.rate / 60.0
-    texts, est = [], 0.0
-    while est < duration * 1.1:
-        s = random_sentence(rng)
-        texts.append(s)
-        est += len(s.split()) / words_per_s + 0.8
-    utts = synthesize(texts, [voice] * len(texts), seed=seed)
-
-    audio = np.zeros(n_samples, np.float32)
-    phonemes: list[tuple[float, str]] = []
-    t = float(rng.uniform(0.05, 1.0))  # leading silence
-    for u in utts:
-        a = int(t * SAMPLE_RATE)
-        if a >= n_samples:
-            break
-        seg = u.audio[: n_samples - a]
-        audio[a:a + len(seg)] += seg
-        phonemes += [(t + pt, ph) for pt, ph in u.phonemes if t + pt < duration]
-        phonemes.append((t + len(u.audio) / SAMPLE_RATE, "_"))
-        t += len(u.audio) / SAMPLE_RATE + float(rng.uniform(0.15, 1.2))
-        if rng.random() < 0.2:
-            t += float(rng.uniform(1.0, 2.5))  # a longer silent stretch
-    phonemes = [p for p in phonemes if p[0] < duration]
+    texts = draw_texts(rng, random_sentence, n_samples / SAMPLE_RATE, voice.rate / 60.0)
+    audio, phonemes = lay_out(rng, synthesize(texts, [voice] * len(texts), seed=seed), n_samples)
 
     peak = float(np.abs(audio).max()) or 1.0
     gain = float(np.exp(rng.uniform(np.log(0.1), np.log(0.9)))) / peak
     noise = rng.standard_normal(n_samples).astype(np.float32) * float(10 ** (rng.uniform(-75, -40) / 20))
-    audio = (audio * gain + noise).astype(np.float32)
+    return (audio * gain + noise).astype(np.float32), voice, texts, phonemes
+
+
+def _build(seed: int, fps: float, seconds: float, audio_cfg: ClipAudio | None = None) -> Clip:
+    n_frames = int(round(seconds * fps))
+    n_samples = int(round(n_frames * SAMPLE_RATE / fps))
+    duration = n_samples / SAMPLE_RATE
+    identity = random_identity(seed)
+    placed: list[tuple[str, float, float, str]] = []
+    if audio_cfg is None:
+        rng = np.random.default_rng([seed, CLIP_VERSION])
+        audio, voice, texts, phonemes = _espeak_only(rng, seed, n_samples)
+    else:
+        rng = np.random.default_rng([seed, CLIP_VERSION, 2])
+        scene = compose(rng, audio_cfg, n_samples, random_sentence, seed)
+        audio, voice, texts, phonemes, placed = scene.audio, scene.voice, scene.texts, scene.phonemes, scene.sounds
 
     mouth = mouth_track(phonemes, duration)
     mouth[:, 0] *= float(rng.uniform(0.8, 1.1))  # how much this speaker opens up
@@ -155,7 +149,7 @@ def _build(seed: int, fps: float, seconds: float) -> Clip:
     controls = np.clip(frame_means(track, n_frames, fps), [0, 0, 0, 0, -1, -1, -1], [1, 1, 1, 1, 1, 1, 1]).astype(np.float32)
     assert controls.shape[1] == len(CONTROL_NAMES)
     return Clip(seed=seed, fps=fps, audio=audio, controls=controls, identity=identity, voice=voice,
-                texts=texts, phonemes=phonemes)
+                texts=texts, phonemes=phonemes, sounds=placed)
 
 
 def _save_npz(tmp: str, **arrays: np.ndarray) -> None:
@@ -164,24 +158,36 @@ def _save_npz(tmp: str, **arrays: np.ndarray) -> None:
         np.savez(f, **arrays)
 
 
-def _cache_path(cache_dir: Path, seed: int, fps: float, seconds: float) -> Path:
-    return Path(cache_dir) / f"toonclip-v{CLIP_VERSION}-s{seed}-fps{fps:g}-len{seconds:g}.npz"
+def _cache_path(cache_dir: Path, seed: int, fps: float, seconds: float, audio_cfg: ClipAudio | None) -> Path:
+    mix = f"-a{audio_cfg.tag()}" if audio_cfg is not None else ""
+    return Path(cache_dir) / f"toonclip-v{CLIP_VERSION}{mix}-s{seed}-fps{fps:g}-len{seconds:g}.npz"
 
 
-def make_clip(seed: int, fps: float = 25, seconds: float = 8.0, cache_dir: str | os.PathLike | None = None) -> Clip:
-    """The clip of `seed` (deterministic: same seed, fps and length -> same audio bytes and controls)."""
+def _voice_from(meta: dict) -> VoiceSpec | Voice:
+    return Voice(**meta["voice"]) if "family" in meta["voice"] else VoiceSpec(**meta["voice"])
+
+
+def make_clip(seed: int, fps: float = 25, seconds: float = 8.0, cache_dir: str | os.PathLike | None = None,
+              audio: ClipAudio | None = None) -> Clip:
+    """The clip of `seed` (deterministic: same seed, fps, length and `audio` -> same audio bytes and controls).
+
+    `audio` None: espeak-only clean speech (what the first shipped card learned from); a ClipAudio:
+    every synthesiser family, voice changes, microphones and non-speech sounds (engine.train.toon.scene).
+    """
     if seconds <= 0 or fps <= 0:
         raise ValueError(f"make_clip: seconds and fps must be > 0, got seconds={seconds}, fps={fps}")
     if cache_dir is not None:
-        path = _cache_path(Path(cache_dir), seed, fps, seconds)
+        path = _cache_path(Path(cache_dir), seed, fps, seconds, audio)
         if path.is_file():
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 return Clip(seed=seed, fps=fps, audio=z["audio"], controls=z["controls"], identity=random_identity(seed),
-                            voice=VoiceSpec(**meta["voice"]), texts=meta["texts"],
-                            phonemes=[(float(a), str(b)) for a, b in meta["phonemes"]])
-    clip = _build(seed, fps, seconds)
+                            voice=_voice_from(meta), texts=meta["texts"],
+                            phonemes=[(float(a), str(b)) for a, b in meta["phonemes"]],
+                            sounds=[(str(k), float(a), float(b), str(r)) for k, a, b, r in meta.get("sounds", [])])
+    clip = _build(seed, fps, seconds, audio)
     if cache_dir is not None:
-        meta = json.dumps({"voice": asdict(clip.voice), "texts": clip.texts, "phonemes": clip.phonemes})
+        meta = json.dumps({"voice": asdict(clip.voice), "texts": clip.texts, "phonemes": clip.phonemes,
+                           "sounds": clip.sounds})
         atomic_write(path, lambda tmp: _save_npz(tmp, audio=clip.audio, controls=clip.controls, meta=np.array(meta)))
     return clip
