@@ -40,6 +40,7 @@ class AudioSettings:
     delayed_output: str | None = None  # output device (null sink / virtual cable); None: off
     delay_auto: bool = True  # delay = measured engine latency
     delay_s: float = field(default=0.0, metadata=_range(0.0, 10.0))  # used when delay_auto is off
+    vad: bool = False  # voice-activity gate (silero-vad): what is not speech reaches the engine as silence
 
 
 @dataclass

@@ -269,7 +269,8 @@ class Session:
                                         stream_overrides=overrides)
             # on the CPU the stream loads in float32 and engine.accel converts what the variant needs
             dtype = self.engine.torch_dtype if self.engine.device != "cpu" else __import__("torch").float32
-            self.stream = open_stream(folder, device=self.engine.device, dtype=dtype, seed=o.seed, **overrides)
+            self.stream = open_stream(folder, device=self.engine.device, dtype=dtype, seed=o.seed, vad=s.audio.vad,
+                                      **overrides)
             self._apply_backend()
             self._pipeline()
         except CheckpointError as exc:

@@ -235,7 +235,7 @@ class AvatarStream:
     """Streams one avatar: feed PCM (16 kHz mono float32), get RGB frames (uint8 HxWx3)."""
 
     def __init__(self, card: ModelCard, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 seed: int | None = 0, baseline: bool = False, **stream_overrides):
+                 seed: int | None = 0, baseline: bool = False, vad: bool = False, **stream_overrides):
         self.card = card
         self.device = torch.device(device)
         stream = replace(card.stream, **stream_overrides) if stream_overrides else card.stream
@@ -246,6 +246,9 @@ class AvatarStream:
                                   "video frames per block; audio_pack must equal video_frames_per_latent")
         self.model = card.build(self.device, dtype)
         self.audio = build_audio_encoder(card, card.fps)
+        if vad:   # non-speech reaches the model as silence (engine.vad)
+            from .vad import VoiceGate
+            self.audio = VoiceGate(self.audio)
         if self.audio.dim != card.model.audio_dim:
             raise CheckpointError(f"model '{card.name}': audio encoder gives {self.audio.dim} features per frame, "
                                   f"the model expects {card.model.audio_dim}")
