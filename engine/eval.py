@@ -874,8 +874,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--picture-seconds", type=float)
     p.add_argument("--rerender", action="store_true",
                    help="run nothing: re-derive the targets and rewrite the plot and report from the JSON at --out")
+    p.add_argument("--only", choices=("all", "voices"), default="all",
+                   help="voices: only the voices and sounds section (engine.eval_voices); all: everything")
+    p.add_argument("--vad", choices=("off", "on", "both"), default="both",
+                   help="voices section: with the voice-activity gate off, on, or both (default)")
+    p.add_argument("--voices-out", help="voices section JSON (default: beside --out, <name>_voices.json)")
+    p.add_argument("--voices-report", help="voices section markdown (default: beside --report, <name>_voices.md)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(name)s: %(message)s")
+    if args.only == "voices":
+        return _voices(args)
     changes = {k: v for k, v in {"model": args.model, "ode_student": args.ode_student, "probe": args.probe,
                                  "rollout_seconds": args.rollout_seconds, "ablation_seconds": args.ablation_seconds,
                                  "lipsync_clips": args.lipsync_clips, "workers": args.workers,
@@ -902,11 +910,25 @@ def main(argv: list[str] | None = None) -> None:
         from engine.files import atomic_write_text
         atomic_write_text(Path(args.report), report(result), mode=0o644)
         log.info("wrote %s", args.report)
+    if not args.rerender:
+        _voices(args)
     ls, st = result["lipsync"]["pooled"], result["stability"]
     log.info("lip sync: lag %s frames, r %.3f (lag 0: %.3f), silent open %.3f vs speaking %.3f; drift %.2f%%",
              ls["best_lag"], ls["r_best"] or float("nan"), ls["r_lag0"] or float("nan"),
              ls["silent_mean_open"] or float("nan"), ls["speaking_mean_open"] or float("nan"),
              100 * (st["drift_mad"] or float("nan")))
+
+
+def _voices(args: argparse.Namespace) -> None:
+    """The voices and sounds section (engine.eval_voices), sized by --quick, written beside the main files."""
+    from engine.eval_voices import VoicesConfig, evaluate as evaluate_voices, write
+    changes = {k: v for k, v in {"model": args.model, "probe": args.probe, "threads": args.threads,
+                                 "vad": args.vad}.items() if v is not None}
+    cfg = VoicesConfig.quick(**changes) if args.quick else VoicesConfig(**changes)
+    out = args.voices_out or str(Path(args.out).with_name(Path(args.out).stem + "_voices.json"))
+    md = args.voices_report if args.voices_report is not None else (
+        str(Path(args.report).with_name(Path(args.report).stem + "_voices.md")) if args.report else "")
+    write(evaluate_voices(cfg), out, md or None)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class ClipAudio:
     events: float = 0.6                 # chance of non-speech sounds in the pauses (and sometimes over speech)
     event_db: Span = (-9.0, 6.0)        # their loudness relative to the speech: speech loudness
     no_speech: float = 0.08             # clips with sounds only (the mouth stays shut throughout)
+    held_out: bool = False              # speak with the voices kept out of training (the evaluation's)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.families) - set(FAMILIES))
@@ -60,7 +61,7 @@ class ClipAudio:
                 if len(v) != 2 or v[0] > v[1]:
                     raise ValueError(f"data.audio.{f.name} must be [low, high] with low <= high, got {v}")
                 setattr(self, f.name, (float(v[0]), float(v[1])))
-            elif f.name != "families" and not 0.0 <= float(v) <= 1.0:
+            elif f.name not in ("families", "held_out") and not 0.0 <= float(v) <= 1.0:
                 raise ValueError(f"data.audio.{f.name} is a chance and must be in 0..1, got {v}")
 
     def tag(self) -> str:
@@ -145,7 +146,7 @@ def lay_out(rng: np.random.Generator, utterances: list[Utterance], n: int, chang
 
 def _speech(rng: np.random.Generator, cfg: ClipAudio, n: int, sentence: Callable[[np.random.Generator], str],
             seed: int) -> tuple[np.ndarray, Voice, VoiceChange, list[str], list[tuple[float, str]]]:
-    voice = random_voice(rng, _pick(rng, cfg.families))
+    voice = random_voice(rng, _pick(rng, cfg.families), held_out=cfg.held_out)
     change = (random_voice_change(rng, cfg.speed, cfg.pitch, cfg.formant) if rng.random() < cfg.voice_change
               else VoiceChange())
     if rng.random() < cfg.no_speech:
