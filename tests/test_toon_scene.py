@@ -111,3 +111,11 @@ def test_events_fill_pauses_at_speech_loudness_with_the_mouth_shut():
             assert clip.controls[frames, 0].max() < 0.05, (seed, kind)
             assert loudness(clip.audio[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)]) > 1e-4
     assert found >= 3
+
+
+def test_the_toon_recipe_trains_on_every_family_and_bad_settings_fail_at_load():
+    from engine.train.recipe import load_recipe, recipe_from_dict
+    cfg = clip_audio(load_recipe("engine/train/configs/toon.yaml").data.audio)
+    assert cfg is not None and set(cfg.families) == {"espeak", "flite", "festival"}
+    with pytest.raises(ValueError, match="chance"):
+        recipe_from_dict({"data": {"audio": {"events": 2}}})

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MAX_CARD_BYTES = 40 * 1024 * 1024
 AUTOENCODER = "autoencoder.safetensors"
 REFERENCE_DECODER = "refdecoder.safetensors"
+RIG = "rig.safetensors"
 IDLE_BLINKS = {"min_s": 2.5, "max_s": 6.0}     # seconds between the stream's idle blinks (engine.stream.IdleBlinks)
 
 
@@ -55,7 +56,7 @@ def _copy_pair(src: Path, folder: Path, name: str) -> None:
 
 def write_card(recipe: Recipe, student_weights: Path, folder: str | Path) -> Path:
     """The model folder the app loads: model.yaml + model.safetensors + the autoencoder's two files
-    (+ the reference decoder's two, which then sets the card's output size)."""
+    (+ the reference decoder's two, which then sets the card's output size; + the rig's reader)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _copy_pair(data_stage.resolve(recipe.data.autoencoder).with_suffix(".safetensors"), folder, AUTOENCODER)
@@ -67,6 +68,9 @@ def write_card(recipe: Recipe, student_weights: Path, folder: str | Path) -> Pat
         size = RefDecoder.load(src).cfg.image_size
         _copy_pair(src, folder, REFERENCE_DECODER)
         decoder.update(reference=REFERENCE_DECODER, idle_blinks=dict(IDLE_BLINKS))
+    if recipe.data.rig:
+        _copy_pair(data_stage.resolve(recipe.data.rig).with_suffix(".safetensors"), folder, RIG)
+        decoder.update(rig=RIG, idle_blinks=dict(IDLE_BLINKS))
     card = ModelCard(
         name=recipe.name, model=recipe.model, stream=recipe.stream, fps=recipe.data.fps,
         width=size, height=size, video_frames_per_latent=1,
@@ -121,7 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", action="store_true", help="continue interrupted stages from their checkpoints")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     args = p.parse_args(argv)
-    recipe = load_recipe(args.config)
+    try:
+        recipe = load_recipe(args.config)
+    except ValueError as exc:          # a bad recipe: one line, no traceback
+        raise SystemExit(f"engine.train.pipeline: {exc}") from None
     d = setup(args.device, threads=recipe.threads or None)
     try:
         run(recipe, args.out, d, card=args.card, resume=args.resume)

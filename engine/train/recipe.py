@@ -35,6 +35,7 @@ class DataConfig:
     shard_clips: int = 8            # clips per safetensors shard (a shard is one unit of work)
     autoencoder: str = "engine/models/toon/autoencoder.safetensors"
     reference_decoder: str = ""     # engine.refdecoder weights the card draws frames with ("" : the autoencoder's)
+    rig: str = ""                   # engine.rigdecoder control reader: cartoon avatars drawn by their rig ("" : none)
     logmel: dict = field(default_factory=dict)   # LogMelEncoder keyword arguments (defaults if empty)
     audio: dict = field(default_factory=dict)    # engine.train.toon.scene.ClipAudio settings ({}: espeak-only clips)
     encode_batch: int = 25
@@ -131,6 +132,8 @@ def recipe_from_dict(data: dict) -> Recipe:
         section = data.get(key)
         kwargs[key] = getattr(base, key) if section is None else from_dict(
             cls, {**to_dict(getattr(base, key)), **section})
+    from engine.train.toon.scene import clip_audio
+    clip_audio(kwargs["data"].audio)     # bad data.audio settings fail here, before any stage starts
     return Recipe(**kwargs)
 
 
