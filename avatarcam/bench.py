@@ -65,7 +65,7 @@ def bench_e2e(model: str | None = None, seconds: float = 20.0, block_ms: int = 2
     """Audio -> features -> step -> decode as fast as possible: can it keep up with real time?"""
     from engine.stream import open_stream
     from .models import resolve_model
-    from .session import set_threads
+    from .engine_setup import set_threads
     set_threads(threads)              # the session's thread policy, so the numbers are the app's
     stream = open_stream(resolve_model(model or "toon"))
     stream.start(_avatar())

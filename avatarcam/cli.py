@@ -190,8 +190,10 @@ class _Progress:
             self.enabled = False
 
     def on_event(self, event) -> None:
-        if event.kind in ("warning", "error"):
-            self.write(f"{event.kind}: {event.data}")
+        if event.kind == "error":         # the exception itself: say what kind of problem it was
+            self.write(f"error: {type(event.data).__name__}: {event.data}")
+        elif event.kind == "warning":
+            self.write(f"warning: {event.data}")
         elif event.kind == "info":
             self.write(str(event.data))
         elif event.kind == "stats" and self.enabled:

@@ -18,3 +18,11 @@ class DeviceError(AvatarCamError):
 
 class ModelError(AvatarCamError):
     """A model card or checkpoint is missing, corrupt or for another architecture."""
+
+
+class ObsError(DeviceError):
+    """OBS is not installed, not reachable, or refused a request (the OBS page fixes it)."""
+
+
+class StreamSettingsError(ModelError):
+    """The anchor / stream settings do not fit the model (the anchors page fixes them)."""

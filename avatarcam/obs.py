@@ -24,7 +24,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import ConfigError, DeviceError
+from .errors import ConfigError, ObsError
 
 try:  # the optional 'app' extra; checked when a controller is built
     import websocket
@@ -279,7 +279,7 @@ class ObsController:
 
     def __init__(self, cfg: ObsConfig, on_status: Callable[[str], None] | None = None):
         if obsreq is None:
-            raise DeviceError(_INSTALL_HINT)
+            raise ObsError(_INSTALL_HINT)
         self.cfg = cfg
         self._on_status = on_status
         self._status = "disconnected"
@@ -367,7 +367,7 @@ class ObsController:
             return True
 
     def list_scenes(self, timeout: float | None = None) -> list[str]:
-        """Scene names in OBS's order (top first); DeviceError when OBS is not connected."""
+        """Scene names in OBS's order (top first); ObsError when OBS is not connected."""
         def job(link: _Link) -> list[str]:
             scenes = link.call(obsreq.GetSceneList()).datain.get("scenes", [])
             return [s["sceneName"] for s in sorted(scenes, key=lambda s: -s.get("sceneIndex", 0))]
@@ -425,7 +425,7 @@ class ObsController:
 
     def _query(self, what: str, job: Callable[[_Link], Any], timeout: float | None) -> Any:
         if self._status != "connected":
-            raise DeviceError(f"Cannot ask OBS for {what}: not connected ({self._status})")
+            raise ObsError(f"Cannot ask OBS for {what}: not connected ({self._status})")
         fut: Future = Future()
         with self._lock:
             self._jobs.append((job, fut))
@@ -433,7 +433,7 @@ class ObsController:
         try:
             return fut.result(timeout if timeout is not None else 2 * self.cfg.timeout_s + 1)
         except FutureTimeout:
-            raise DeviceError(f"OBS did not answer {what} in time; is OBS busy or frozen?") from None
+            raise ObsError(f"OBS did not answer {what} in time; is OBS busy or frozen?") from None
 
     def _set_status(self, status: str) -> None:
         with self._lock:
@@ -513,7 +513,7 @@ class ObsController:
                 try:
                     fut.set_result(job(link))
                 except _Failed as e:
-                    fut.set_exception(DeviceError(f"{e}: check the name in OBS"))
+                    fut.set_exception(ObsError(f"{e}: check the name in OBS"))
                 except _Lost:
                     raise
                 except Exception as e:  # a bug or an unexpected answer: report it to the asker
@@ -522,7 +522,7 @@ class ObsController:
         except _Lost as e:
             log.debug("OBS link lost while working: %s", e)
             for _, fut in jobs:
-                fut.set_exception(DeviceError(f"OBS query not answered: {e}"))
+                fut.set_exception(ObsError(f"OBS query not answered: {e}"))
             return False
         return not link.lost.is_set()
 
@@ -618,7 +618,7 @@ class ObsController:
         with self._lock:
             jobs, self._jobs = self._jobs, []
         for _, fut in jobs:
-            fut.set_exception(DeviceError(f"OBS query not answered: {reason}"))
+            fut.set_exception(ObsError(f"OBS query not answered: {reason}"))
 
     def _shutdown(self) -> None:
         if self._link is not None and not self._link.lost.is_set():

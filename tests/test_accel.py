@@ -1,6 +1,6 @@
 """CPU engine variants (engine.accel), the measured choice and its cache (avatarcam.tuning), the
 override rules (avatarcam.engine_choice), the pipelined stream (engine.pipeline) and the pace
-watch (avatarcam.session.EnginePace). Real cards with random weights, real streams, real files;
+watch (avatarcam.stats.EnginePace). Real cards with random weights, real streams, real files;
 nothing here is timed (speed is for `avatarcam bench backends`), and torch.compile is left to the
 benchmark (it needs minutes of compilation)."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from avatarcam.config import EngineSettings
 from avatarcam.engine_choice import choose_engine, resolve_tuned
 from avatarcam.errors import ConfigError
-from avatarcam.session import EnginePace
+from avatarcam.stats import EnginePace
 from avatarcam import tuning
 from engine.accel import (REFERENCE, TOLERANCE, FastRefDecode, Variant, candidates, frame_difference, machine_key,
                           native_bf16, open_variant_stream, parity, within)

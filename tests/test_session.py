@@ -216,7 +216,7 @@ def test_engine_slower_than_real_time_drops_audio_and_keeps_latency_bounded(tmp_
     """Half-speed engine on a live-paced input: audio is dropped, the measured lag stays near the backlog cap
     (it used to climb by every dropped block: 28 s after 10 minutes on a busy machine)."""
     from engine.sampler import StreamingSampler
-    from avatarcam.session import AUDIO_BACKLOG_S
+    from avatarcam.capture import AUDIO_BACKLOG_S
 
     original = StreamingSampler.step
 

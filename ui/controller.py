@@ -15,8 +15,8 @@ from PySide6.QtCore import QObject, Signal
 
 from avatarcam.avatars import Avatar, AvatarLibrary
 from avatarcam.config import Settings, load_settings, save_settings
-from avatarcam.errors import AvatarCamError, ConfigError, DeviceError, ModelError
-from avatarcam.session import Session, SessionStats
+from avatarcam.errors import AvatarCamError, DeviceError, ModelError, ObsError, StreamSettingsError
+from avatarcam.session import Session, SessionStats, SessionWarning
 from avatarcam.stream_options import SessionOptions, model_for, stream_options
 
 from .workers import Runner, SessionBridge
@@ -26,32 +26,22 @@ log = logging.getLogger(__name__)
 BUSY_STATES = ("starting", "stopping")
 
 
-def friendly(exc: BaseException | str) -> str:
+# the page that fixes each kind of error (the banner offers a button to open it); first match wins
+FIX_PAGES: tuple[tuple[type[BaseException], str], ...] = (
+    (ObsError, "obs"), (DeviceError, "devices"), (StreamSettingsError, "anchors"), (ModelError, "avatars"))
+
+
+def friendly(exc: BaseException) -> str:
     """A message for a banner: user errors as written, anything else without the Python noise."""
     if isinstance(exc, AvatarCamError):
         return str(exc)
-    text = str(exc)
-    for prefix in ("AvatarCamError: ", "ConfigError: ", "DeviceError: ", "ModelError: "):
-        if text.startswith(prefix):
-            return text[len(prefix):]
-    if isinstance(exc, BaseException):
-        text = f"{type(exc).__name__}: {exc}"
-    return f"The stream stopped because of an unexpected problem ({text}). The log has the details."
+    return f"The stream stopped because of an unexpected problem ({type(exc).__name__}: {exc}). " \
+           "The log has the details."
 
 
-def fix_page(exc: BaseException | str) -> str | None:
-    """Which page fixes this error (the banner offers a button to open it)."""
-    text = str(exc)
-    low = text.lower()
-    if isinstance(exc, DeviceError) or text.startswith("DeviceError") or "microphone" in low or "camera" in low:
-        return "obs" if "OBS" in text else "devices"
-    if "anchor/stream settings" in text:
-        return "anchors"
-    if isinstance(exc, ModelError) or text.startswith("ModelError") or "model" in text.lower():
-        return "avatars"
-    if isinstance(exc, ConfigError) and ("audio" in text or "record" in text):
-        return "devices"
-    return None
+def fix_page(exc: BaseException | None) -> str | None:
+    """Which page fixes this error, by its type; None when no page does."""
+    return next((page for kind, page in FIX_PAGES if isinstance(exc, kind)), None)
 
 
 class AppController(QObject):
@@ -77,7 +67,7 @@ class AppController(QObject):
         self.last_stats = SessionStats()
         self.bridge.state.connect(self._on_session_state)
         self.bridge.stats.connect(self._on_stats)
-        self.bridge.warning.connect(lambda text: self.message.emit("warning", friendly(text), fix_page(text)))
+        self.bridge.warning.connect(self._on_session_warning)
         self.bridge.error.connect(self._on_session_error)
 
     # -- settings ------------------------------------------------------------------------------
@@ -213,9 +203,12 @@ class AppController(QObject):
         elif state == "error" and self.state in ("live", "stopping"):
             self._set_state("error")
 
-    def _on_session_error(self, text: str) -> None:
-        self.last_error = friendly(text)
-        self.message.emit("error", self.last_error, fix_page(text))
+    def _on_session_error(self, exc: BaseException) -> None:
+        self.last_error = friendly(exc)
+        self.message.emit("error", self.last_error, fix_page(exc))
+
+    def _on_session_warning(self, warning: SessionWarning) -> None:
+        self.message.emit("warning", warning.text, fix_page(warning.cause))
 
     def _on_stats(self, stats: SessionStats) -> None:
         self.last_stats = stats

@@ -141,8 +141,8 @@ class SessionBridge(QObject):
 
     state = Signal(str)
     stats = Signal(object)
-    warning = Signal(str)
-    error = Signal(str)
+    warning = Signal(object)     # avatarcam.session.SessionWarning
+    error = Signal(object)       # the exception that stopped the stream
     obs = Signal(str)
     frame_ready = Signal()
 
@@ -169,9 +169,9 @@ class SessionBridge(QObject):
         elif kind == "stats":
             self.stats.emit(event.data)
         elif kind == "warning":
-            self.warning.emit(str(event.data))
+            self.warning.emit(event.data)
         elif kind == "error":
-            self.error.emit(str(event.data))
+            self.error.emit(event.data)
         elif kind == "obs":
             self.obs.emit(str(event.data))
 
