@@ -80,10 +80,9 @@ class BenchSetup:
 
 
 def toon_model() -> ModelConfig:
-    """The size we ship for CPU real time (the recipe's model: 64 tokens per frame, log-mel, no text)."""
-    from .train.recipe import load_recipe
-    recipe = Path(__file__).resolve().parent / "train" / "configs" / "toon.yaml"
-    return load_recipe(recipe).model
+    """The size we ship for CPU real time (the shipped card's model: 64 tokens per frame, log-mel, no text)."""
+    from .checkpoints import load_card
+    return load_card(Path(__file__).resolve().parent / "models" / "toon").model
 
 
 def _stream(block_frames: int) -> StreamConfig:
