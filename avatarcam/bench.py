@@ -15,6 +15,7 @@ import numpy as np
 
 from engine.config import SAMPLE_RATE
 
+from .demo import demo_portrait, demo_voice
 from .errors import ConfigError
 
 
@@ -47,20 +48,6 @@ def machine() -> dict:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def _voice(seconds: float) -> np.ndarray:
-    """The bundled demo voice, looped to the length asked for."""
-    from .audio import decode_audio_file
-    from .data import DEMO_VOICE_WAV
-    pcm = decode_audio_file(DEMO_VOICE_WAV)
-    reps = int(np.ceil(seconds * SAMPLE_RATE / len(pcm)))
-    return np.tile(pcm, reps)[: int(seconds * SAMPLE_RATE)]
-
-
-def _avatar() -> np.ndarray:
-    from engine.toon import random_identity, render_portrait
-    return render_portrait(random_identity(0), 512)   # the library stores avatars at 512
-
-
 def bench_e2e(model: str | None = None, seconds: float = 20.0, block_ms: int = 20, threads: int = 0) -> dict:
     """Audio -> features -> step -> decode as fast as possible: can it keep up with real time?"""
     from engine.stream import open_stream
@@ -68,8 +55,8 @@ def bench_e2e(model: str | None = None, seconds: float = 20.0, block_ms: int = 2
     from .engine_setup import set_threads
     set_threads(threads)              # the session's thread policy, so the numbers are the app's
     stream = open_stream(resolve_model(model or "toon"))
-    stream.start(_avatar())
-    pcm = _voice(seconds)
+    stream.start(demo_portrait())
+    pcm = demo_voice(seconds)
     n = int(block_ms * SAMPLE_RATE / 1000)
     frames, t_feat = 0, []
     t0 = time.perf_counter()
@@ -103,14 +90,14 @@ def bench_soak(model: str | None = None, seconds: float = 600.0, sample_every_s:
     from .config import Settings
     from .session import Session
     from .stream_options import SessionOptions
-    pcm = _voice(seconds)
+    pcm = demo_voice(seconds)
     settings = Settings()
     settings.camera.enabled = False
     samples = []
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "soak.wav"
         _write_wav(wav, pcm)
-        session = Session(settings, SessionOptions(model=model, avatar_image=_avatar(), audio_file=wav,
+        session = Session(settings, SessionOptions(model=model, avatar_image=demo_portrait(), audio_file=wav,
                                                    realtime=True, preview=True, obs=False))
         session.start()
         t0 = time.monotonic()

@@ -356,15 +356,16 @@ def cmd_models(args) -> int:
 
 
 def cmd_tray(args) -> int:
+    """The desktop app runs as its own module (`python -m ui.app`): the app package never imports its UI."""
+    import importlib.util
+    import subprocess
     from .doctor import display_problem
     problem = display_problem()
     if problem:
         raise AvatarCamError(problem)
-    try:
-        from ui.app import main as ui_main
-    except ImportError as exc:
-        raise AvatarCamError(f"the desktop app needs PySide6: pip install 'avatarcam[ui]' ({exc})") from exc
-    return ui_main(settings_path=args.settings)
+    if importlib.util.find_spec("PySide6") is None or importlib.util.find_spec("ui") is None:
+        raise AvatarCamError("the desktop app needs PySide6: pip install 'avatarcam[ui]'")
+    return subprocess.call([sys.executable, "-m", "ui.app", *([args.settings] if args.settings else [])])
 
 
 # -- parser ----------------------------------------------------------------------------------------

@@ -270,6 +270,19 @@ def test_connection(cfg: ObsConfig) -> tuple[bool, str]:
 test_connection.__test__ = False  # keep pytest from collecting it when a test module imports it
 
 
+def obs_lists(cfg: ObsConfig, timeout: float = 5.0) -> dict:
+    """Scenes, inputs and audio inputs from a running OBS, for the settings page's pickers."""
+    ctl = ObsController(cfg)
+    ctl.connect()
+    try:
+        if not ctl.wait_connected(timeout):
+            raise ObsError(f"Could not reach OBS at {cfg.host}:{cfg.port}: {ctl.status}")
+        return {"scenes": ctl.list_scenes(), "inputs": [n for n, _ in ctl.list_inputs()],
+                "audio": ctl.list_audio_inputs()}
+    finally:
+        ctl.close(timeout=2.0)
+
+
 class ObsController:
     """Keeps OBS in the state the stream wants, from one worker thread, surviving OBS restarts.
 

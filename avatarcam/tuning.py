@@ -125,16 +125,6 @@ def pick(ms_per_block: dict[str, float], parity: dict[str, dict], allowed: Calla
     return min(ok, key=lambda v: ms_per_block[v]) if ok else "eager/float32"
 
 
-def _portrait(size: int):
-    from engine.toon import random_identity, render_portrait
-    return render_portrait(random_identity(0), size)
-
-
-def _voice(seconds: float):
-    from .bench import _voice as voice
-    return voice(seconds)
-
-
 def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE_ROUNDS,
          overrides: dict | None = None, compile: bool = False) -> TunedChoice:
     """Measure the candidates for this model here, check parity, save and return the choice.
@@ -147,12 +137,14 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     from engine.accel import (REFERENCE, BlockClock, candidates, open_variant_stream, parity, step_gflop,
                               time_blocks, warm_stream)
     from engine.checkpoints import load_card
+
+    from .demo import demo_portrait, demo_voice
     card = load_card(Path(folder))
     key, machine = cache_key(folder)
     created = time.strftime("%Y-%m-%d %H:%M")
     overrides = overrides or {}
     probe = open_variant_stream(card, REFERENCE, **overrides)
-    image = _portrait(max(card.width, card.height))
+    image = demo_portrait(max(card.width, card.height))
     probe.start(image)
     gflop = step_gflop(probe)
     block_ms = probe.block_seconds * 1000
@@ -170,12 +162,12 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
         streams[v.name] = open_variant_stream(card, v, **overrides)
         warm_stream(streams[v.name], image)               # compile/* compile here (cached on disk after)
         say(f"  {v.name}: ready in {time.perf_counter() - t0:.0f} s")
-    checked = parity(card, variants, image, _voice(1.0), streams=streams)
+    checked = parity(card, variants, image, demo_voice(1.0), streams=streams)
     for name, diff in checked.items():
         if not diff["ok"]:
             say(f"  {name} changes frames beyond the tolerance (worst frame mean {diff['mean']:.2f}, "
                 f"p99 {diff['p99']:.0f} levels): not used")
-    voice = _voice(4.0)
+    voice = demo_voice(4.0)
     clocks = {}
     for v in variants:
         if checked[v.name]["ok"]:

@@ -8,7 +8,6 @@ on the Qt thread.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from typing import Any, Callable
 
@@ -69,14 +68,6 @@ class Runner(QObject):
             t.join(timeout)
 
 
-def level_dbfs(block: np.ndarray) -> float:
-    """RMS level of a float block in dBFS, floored at -90 (silence)."""
-    if block.size == 0:
-        return -90.0
-    rms = float(np.sqrt(np.mean(np.square(block, dtype=np.float64))))
-    return max(-90.0, 20.0 * math.log10(rms + 1e-12))
-
-
 class LevelMeter(QObject):
     """Reads a real microphone on its own thread and reports its level about 20 times a second."""
 
@@ -116,24 +107,21 @@ class LevelMeter(QObject):
             self._thread.join(timeout)
 
     def _read(self, device, stop: threading.Event) -> None:
-        from avatarcam.audio import MicSource
         from avatarcam.errors import AvatarCamError
+        from avatarcam.level import MicLevels
         try:
-            src = MicSource(device, block_ms=50).open()
+            mic = MicLevels(device).open()
         except AvatarCamError as exc:
             self.failed.emit(str(exc))
             return
-        except Exception as exc:  # PortAudio can fail in many ways; show it, do not crash
-            self.failed.emit(f"the microphone could not be opened: {exc}")
-            return
         try:
-            self.opened.emit(src.device_info.name if src.device_info else str(device))
+            self.opened.emit(mic.name)
             while not stop.is_set():
-                block = src.read(timeout=0.2)
-                if block is not None:
-                    self.level.emit(level_dbfs(block))
+                db = mic.read(timeout=0.2)
+                if db is not None:
+                    self.level.emit(db)
         finally:
-            src.close()
+            mic.close()
 
 
 class SessionBridge(QObject):

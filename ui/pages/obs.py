@@ -8,28 +8,13 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, Q
                                QWidget)
 
 from avatarcam.errors import AvatarCamError
-from avatarcam.obs import DEFAULT_PORT, ObsConfig, ObsController, test_connection
+from avatarcam.obs import DEFAULT_PORT, ObsConfig, obs_lists, test_connection
 
 from ..controller import AppController
 from ..theme import GRID
 from ..widgets import Card, Page, inline_message, muted, show_message
 
 log = logging.getLogger(__name__)
-
-
-def fetch_obs_lists(cfg: ObsConfig, timeout: float = 5.0) -> dict:
-    """Scenes, inputs and audio inputs from a running OBS (a worker thread calls this)."""
-    from avatarcam.errors import DeviceError
-    ctl = ObsController(cfg)
-    ctl.connect()
-    try:
-        if not ctl.wait_connected(timeout):
-            raise DeviceError(f"Could not reach OBS at {cfg.host}:{cfg.port}: {ctl.status}")
-        return {"scenes": ctl.list_scenes(), "inputs": [n for n, _ in ctl.list_inputs()],
-                "audio": ctl.list_audio_inputs()}
-    finally:
-        ctl.close(timeout=2.0)
-
 
 
 def action_row(label: str, slot) -> tuple[QHBoxLayout, QPushButton, QLabel]:
@@ -216,4 +201,4 @@ class ObsPage(Page):
             self.fill_btn.setEnabled(True)
             show_message(self.fill_msg, str(exc), "error")
 
-        self.controller.runner.run(lambda: fetch_obs_lists(cfg), on_done=done, on_error=failed, name="ui-obs-lists")
+        self.controller.runner.run(lambda: obs_lists(cfg), on_done=done, on_error=failed, name="ui-obs-lists")
