@@ -231,7 +231,7 @@ def cmd_devices(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from .doctor import format_checks, run_checks
+    from .doctor import all_ok, format_checks, run_checks
     _quiet_device_logs(args)
     try:
         settings = _settings(args)
@@ -239,7 +239,7 @@ def cmd_doctor(args) -> int:
         settings = None
     checks = run_checks(settings, model=args.model, settings_path=Path(args.settings) if args.settings else None)
     print(format_checks(checks))
-    return 1 if any(c.ok is False for c in checks) and args.strict else 0
+    return 1 if args.strict and not all_ok(checks) else 0
 
 
 def cmd_avatars(args) -> int:

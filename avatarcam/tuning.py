@@ -109,16 +109,6 @@ def save_choice(choice: TunedChoice) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2) + "\n", mode=0o644)
 
 
-def latest_choice() -> TunedChoice | None:
-    """The newest choice in the cache, whatever model it was for (for `doctor`)."""
-    entries = [e for e in _read(cache_path()).values() if isinstance(e, dict)]
-    entries.sort(key=lambda e: e.get("created", ""))
-    try:
-        return TunedChoice(**entries[-1]) if entries else None
-    except TypeError:
-        return None
-
-
 def pick(ms_per_block: dict[str, float], parity: dict[str, dict], allowed: Callable[[str], bool] = lambda v: True) -> str:
     """The fastest variant that passed parity (float32 eager always passes: it is the reference)."""
     ok = [v for v, ms in ms_per_block.items() if parity.get(v, {}).get("ok") and allowed(v)]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from avatarcam.errors import DeviceError
-from avatarcam.frames import native_to_rgb
 from avatarcam.sinks import FanoutSink, NullSink, VideoFile, VirtualCamera, no_camera_message
+from tests.camera_frames import native_to_rgb
 from tests.fixtures_vcam import recording_camera  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.timeout(60)

@@ -259,10 +259,3 @@ class LevelBar(QWidget):
             p.drawRoundedRect(QRectF(r.x(), r.y(), max(r.height(), r.width() * frac), r.height()),
                               r.height() / 2, r.height() / 2)
         p.end()
-
-
-def hline() -> QFrame:
-    line = QFrame()
-    line.setFrameShape(QFrame.HLine)
-    line.setStyleSheet(f"color: {theme.current().border};")
-    return line
