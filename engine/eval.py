@@ -84,6 +84,7 @@ class EvalConfig:
     picture_avatars: int = 4                 # held-out avatars (glasses and hats among them) for the picture
     picture_seconds: float = 60.0            # ... each on this much held-out speech with silences
     sheets: str | None = None                # contact sheets: <sheets>_frames.png and <sheets>_eyes.png
+    rig: bool = True                         # cartoon avatars drawn by their rig (False: the learned decoder)
 
     @classmethod
     def quick(cls, **changes) -> "EvalConfig":
@@ -213,6 +214,7 @@ class StreamJob:
     threads: int = 1
     truth_controls: np.ndarray | None = None   # also probe these controls' rendered round trips (the ceiling)
     picture: bool = False           # also record the picture measures (engine.eval_picture) and keep frames
+    rig: bool = True                # draw the cartoon avatar with its rig when the card has a reader
 
 
 def truth_round_trip_open(stream, identity, controls: np.ndarray, probe) -> np.ndarray:
@@ -246,7 +248,8 @@ def run_stream(job: StreamJob) -> dict:
         card = dataclasses.replace(card, weights=str(Path(job.weights).resolve()))
     stream = AvatarStream(card, seed=job.seed, baseline=job.baseline, **job.overrides)
     probe = MouthProbe.load(job.probe)
-    stream.start(render_portrait(random_identity(job.avatar_seed), card.width))
+    identity = random_identity(job.avatar_seed)
+    stream.start(render_portrait(identity, card.width), identity=identity if job.rig else None)
     reference = stream.decoder.decode(stream.sampler.ref)[0]      # the portrait as the decoder draws it
     ref_f = reference.astype(np.float32)
     ref_hist = colour_hist(reference)
@@ -307,7 +310,8 @@ def run_stream(job: StreamJob) -> dict:
     return {"name": job.name, "frames": done, "wall_s": wall, "frames_per_s": done / max(wall, 1e-9),
             "step_ms": float(np.mean(stream.step_ms)) if stream.step_ms else float("nan"),
             "decode_ms_per_frame": float(np.sum(stream.decode_ms) / max(done, 1)),
-            "frames_per_block": stream.frames_per_block, **rec}
+            "frames_per_block": stream.frames_per_block,
+            "decoder": "rig" if getattr(stream.decoder, "rigged", False) else "learned", **rec}
 
 
 # -- summaries ------------------------------------------------------------------------------------------
@@ -538,7 +542,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     log.info("held-out audio ready: %d lip-sync clips, %.0f s program from %d clips (%.1f s)", len(lip_clips),
              long_seconds, len(program.seeds), time.time() - t_start)
 
-    common = dict(card=root, probe=cfg.probe, seed=cfg.seed, threads=cfg.threads)
+    common = dict(card=root, probe=cfg.probe, seed=cfg.seed, threads=cfg.threads, rig=cfg.rig)
     jobs = [StreamJob("rollout", audio=program.audio[: n_roll * spf], avatar_seed=avatar, picture=True, **common)]
     pic_avatars = picture_avatars(cfg.first_seed + 1000, cfg.picture_avatars)
     pic_program = heldout_program(cfg.first_seed + 200, cfg.picture_seconds, cfg.clip_seconds, cfg.gap_seconds, fps,
@@ -645,6 +649,7 @@ def evaluate(cfg: EvalConfig) -> dict:
 
     return _clean({
         "model": {"name": card.name, "folder": _portable(card.root), "fps": fps, "size": [card.width, card.height],
+                  "decoder": roll.get("decoder", "learned"),
                   "stream": dataclasses.asdict(card.stream)},
         "settings": {**dataclasses.asdict(cfg), "ode_student": str(ode) if ode else None,
                      "lag_convention": "lag k > 0: generated frame t+k matches ground truth t (video late by k frames)",
@@ -743,6 +748,9 @@ def report(result: dict) -> str:
         "Written by `python -m engine.eval` (numbers: `docs/eval_toon.json`, plot: `docs/eval_toon.png`).",
         f"Wall time {result['timing']['wall_s'] / 60:.1f} min; {s['workers']} worker processes x {s['threads']} "
         "torch thread(s). Audio is pushed one block at a time through `AvatarStream`; every frame is decoded.",
+        "Frames drawn by: " + ("the avatar's cartoon rig, posed by controls read from each generated latent "
+                               "(`engine/rigdecoder.py`)" if result["model"].get("decoder") == "rig" else
+                               "the learned reference-aware decoder (`engine/refdecoder.py`)") + ".",
         "",
         "## How it is measured",
         f"- Held-out clips: seeds >= {s['first_seed']} (training used 0..159): unseen voices, texts and identities.",
@@ -872,6 +880,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sheets", default="docs/eval_toon", help="contact sheets prefix ('' for none): _frames.png, _eyes.png")
     p.add_argument("--picture-avatars", type=int)
     p.add_argument("--picture-seconds", type=float)
+    p.add_argument("--no-rig", action="store_true",
+                   help="draw every avatar with the learned reference decoder, not the cartoon rig")
     p.add_argument("--rerender", action="store_true",
                    help="run nothing: re-derive the targets and rewrite the plot and report from the JSON at --out")
     p.add_argument("--only", choices=("all", "voices"), default="all",
@@ -889,7 +899,8 @@ def main(argv: list[str] | None = None) -> None:
                                  "lipsync_clips": args.lipsync_clips, "workers": args.workers,
                                  "threads": args.threads, "picture_avatars": args.picture_avatars,
                                  "picture_seconds": args.picture_seconds,
-                                 "sheets": args.sheets or None}.items() if v is not None}
+                                 "sheets": args.sheets or None, "rig": False if args.no_rig else None}.items()
+               if v is not None}
     if args.ablations:
         changes["ablations"] = tuple(a.strip() for a in args.ablations.split(",") if a.strip())
     cfg = EvalConfig.quick(**changes) if args.quick else EvalConfig(**changes)

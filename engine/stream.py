@@ -20,6 +20,8 @@ from .sampler import SelfForcingSampler, StreamingSampler
 
 if TYPE_CHECKING:  # imported where used, so the stream does not pull in the text stack up front
     from .text_encoder import HFTextEncoder
+    from .rigdecoder import RigDecoder
+    from .toon.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ TIMES_KEPT = 1000  # recent step / decode times each stream keeps (for percentil
 
 class FrameDecoder(Protocol):
     def encode_image(self, image: np.ndarray) -> torch.Tensor: ...
-    def reset(self, reference_latent: torch.Tensor, image: np.ndarray) -> None: ...
+    def reset(self, reference_latent: torch.Tensor, image: np.ndarray, identity: Identity | None = None) -> None: ...
     def decode(self, latents: torch.Tensor) -> np.ndarray: ...
 
 
@@ -60,27 +62,63 @@ class ToonDecoder:
             self.ref_decoder = self.ref_decoder.to(memory_format=torch.channels_last)
             if self.ref_decoder.cfg.base:
                 self.ref_decoder.attach_base(BaseDecoder(self.ae))
+        self.reader = None
+        if card.decoder.get("rig"):
+            from .rigdecoder import ControlReader
+            try:
+                self.reader = ControlReader.load(card.path(card.decoder["rig"])).to(device)
+            except FileNotFoundError as exc:
+                raise CheckpointError(f"model '{card.name}': rig control reader weights missing ({exc})") from exc
+        self.out_size = int(card.width)     # frames are square at the card's size
         blinks = card.decoder.get("idle_blinks", {})
-        self.blinks = IdleBlinks(card.fps, seed=seed, **blinks) if self.ref_decoder is not None and blinks else None
+        drawn = self.ref_decoder is not None or self.reader is not None
+        self.blinks = IdleBlinks(card.fps, seed=seed, **blinks) if drawn and blinks else None
         self._ref: tuple | None = None
+        self._rig = None          # engine.rigdecoder.RigDecoder while the avatar has a rig
         self.fast_decode = None   # engine.accel.FastRefDecode: same frames in bf16 / compiled, when chosen
 
     def encode_image(self, image: np.ndarray) -> torch.Tensor:
         return self.ae.encode(fit_image(image, self.size, self.size))[0]
 
-    def reset(self, reference_latent: torch.Tensor, image: np.ndarray) -> None:
-        if self.ref_decoder is None:
+    def reset(self, reference_latent: torch.Tensor, image: np.ndarray, identity: Identity | None = None) -> None:
+        """A new avatar: `image` (its picture) and, for cartoon avatars, its `identity` (engine.toon).
+
+        With an identity whose portrait is `image` and a card with a rig reader, frames are drawn
+        by the avatar's rig (engine.rigdecoder); otherwise by the reference-aware decoder.
+        """
+        self._z_ref = reference_latent.reshape(1, *reference_latent.shape[-3:])
+        self._rig, self._ref = self._rig_for(identity, image), None
+        if self.blinks is not None:
+            self.blinks.reset()
+        if self._rig is not None or self.ref_decoder is None:
             return
         from .refdecoder import image_to_tensor
         s = self.ref_decoder.cfg.image_size
         portrait = image_to_tensor(fit_image(image, s, s)).to(reference_latent.device)
         with torch.no_grad():
-            self._ref = self.ref_decoder.prepare(portrait, reference_latent.reshape(1, *reference_latent.shape[-3:]))
-        if self.blinks is not None:
-            self.blinks.reset()
+            self._ref = self.ref_decoder.prepare(portrait, self._z_ref)
+
+    def _rig_for(self, identity: Identity | None, image: np.ndarray) -> RigDecoder | None:
+        if identity is None or self.reader is None:
+            return None
+        from .rigdecoder import RigDecoder, rig_matches
+        s = self.out_size
+        if not rig_matches(identity, fit_image(image, s, s)):
+            log.warning("avatar picture differs from its cartoon seed %s's portrait: drawing it as a picture",
+                        getattr(identity, "seed", "?"))
+            return None
+        return RigDecoder(self.reader, identity, s)
+
+    @property
+    def rigged(self) -> bool:
+        """True while frames come from the avatar's rig rather than a learned decoder."""
+        return self._rig is not None
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         latents = latents.reshape(-1, *latents.shape[-3:])
+        if self._rig is not None:
+            blinks = self.blinks.next(latents.shape[0]) if self.blinks is not None else None
+            return self._rig.decode(latents, self._z_ref, blinks)
         if self.ref_decoder is None:
             return self.ae.decode(latents)
         if self._ref is None:
@@ -197,7 +235,8 @@ class WanDecoder:
         video = (pixels.permute(2, 0, 1).float() / 127.5 - 1.0)[None, None]
         return self.vae.encode(video.to(self.device, self.dtype))[0, 0].float()
 
-    def reset(self, reference_latent: torch.Tensor, image: np.ndarray | None = None) -> None:
+    def reset(self, reference_latent: torch.Tensor, image: np.ndarray | None = None,
+              identity: Identity | None = None) -> None:
         self.stream.reset()
         self.stream.decode(reference_latent.reshape(1, 1, *reference_latent.shape[-3:]).to(self.device, self.dtype))
 
@@ -282,18 +321,20 @@ class AvatarStream:
         return expected_latency_s(self.block_seconds, self.sampler.latency_blocks, look)
 
     # -- streaming -------------------------------------------------------------------------------
-    def start(self, image: np.ndarray, text_context: torch.Tensor | None = None, prompt: str | None = None) -> np.ndarray:
+    def start(self, image: np.ndarray, text_context: torch.Tensor | None = None, prompt: str | None = None,
+              identity: Identity | None = None) -> np.ndarray:
         """Encode the avatar image as the style anchor; returns the image as the model sees it.
 
         A model with text cross-attention needs a context: `text_context` as given, or the
-        embedding of `prompt` (default "") from the card's prompt cache.
+        embedding of `prompt` (default "") from the card's prompt cache. `identity`: a cartoon
+        avatar's `engine.toon.identity.Identity`, so the decoder can draw it with its rig.
         """
         if self.card.model.has_text and text_context is None:
             text_context = self._prompt_embedding(prompt or "")[None]
         fitted = fit_image(image, *self.size)
         ref = self.decoder.encode_image(fitted)
         self.sampler.start(ref, text_context)
-        self.decoder.reset(ref, fitted)
+        self.decoder.reset(ref, fitted, identity=identity)
         self.audio.reset()
         self._features = torch.zeros(0, self.card.model.audio_dim)
         return fitted
