@@ -310,6 +310,14 @@ class Avatar:
             raise ConfigError(f"avatar {self.name!r}: its image {self.image_path} cannot be read ({e}); "
                               "remove the avatar and add it again") from e
 
+    def identity(self):
+        """A cartoon avatar's rig (`engine.toon.identity.Identity`), so the engine can draw it sharp; None
+        for pictures. The engine checks that the rig's portrait is this avatar's picture before using it."""
+        if self.kind != "cartoon" or self.seed is None:
+            return None
+        from engine.toon.identity import random_identity
+        return random_identity(self.seed)
+
     def card(self) -> dict:
         return {"name": self.name, "prompt": self.prompt, "model": self.model, "seed": self.seed,
                 "source": self.source, "kind": self.kind, "created": self.created}
@@ -560,12 +568,10 @@ class AvatarLibrary:
         avatars = self.list()
         if avatars:
             return avatars[0]
-        from avatarcam.data import DEFAULT_AVATAR_PNG
+        from avatarcam.data import DEFAULT_AVATAR_SEED
 
-        try:
-            if DEFAULT_AVATAR_PNG.is_file():
-                return self.add_image(DEFAULT_AVATAR_PNG, name="Default")
-            return self.new_cartoon(seed=0, name="Default")
+        try:   # a cartoon (not the bundled picture of it) so the engine can draw it with its rig
+            return self.new_cartoon(seed=DEFAULT_AVATAR_SEED, name="Default")
         except ConfigError:
             found = self._find("Default")  # another process made it at the same moment
             if found is None:

@@ -19,6 +19,8 @@ from .config import AnchorSettings, Settings
 from .errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
+    from engine.toon.identity import Identity
+
     from .avatars import Avatar, AvatarLibrary
 
 
@@ -29,6 +31,7 @@ class SessionOptions:
     model: str | None = None                # a model name or card folder; None: engine.model
     avatar_image: np.ndarray | None = None
     avatar_name: str = ""                   # what the avatar is called (a library name or the image's path)
+    avatar_identity: Identity | None = None   # a cartoon avatar's rig: the engine draws it sharp
     audio_file: Path | None = None          # None: the microphone from the settings
     realtime: bool | None = None            # pace a file like a mic (default: when a camera is on)
     camera: bool | None = None              # None: settings.camera.enabled, and no error if none exists
@@ -105,5 +108,6 @@ def stream_options(settings: Settings, *, avatar: str | None = None, model: str 
     image, name, chosen = pick_avatar(settings, library if library is not None else AvatarLibrary(), avatar)
     wanted = model_for(settings, model, chosen)
     return SessionOptions(model=wanted, avatar_image=image, avatar_name=name,
+                          avatar_identity=chosen.identity() if chosen is not None else None,
                           device=resolve_device(settings, device),
                           stream_overrides={**stream_overrides(settings, wanted), **(overrides or {})})

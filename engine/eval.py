@@ -884,8 +884,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="draw every avatar with the learned reference decoder, not the cartoon rig")
     p.add_argument("--rerender", action="store_true",
                    help="run nothing: re-derive the targets and rewrite the plot and report from the JSON at --out")
-    p.add_argument("--only", choices=("all", "voices"), default="all",
-                   help="voices: only the voices and sounds section (engine.eval_voices); all: everything")
+    p.add_argument("--only", choices=("all", "voices", "main"), default="all",
+                   help="voices: only the voices and sounds section (engine.eval_voices); main: all but that; "
+                        "all: everything")
     p.add_argument("--vad", choices=("off", "on", "both"), default="both",
                    help="voices section: with the voice-activity gate off, on, or both (default)")
     p.add_argument("--voices-out", help="voices section JSON (default: beside --out, <name>_voices.json)")
@@ -921,7 +922,7 @@ def main(argv: list[str] | None = None) -> None:
         from engine.files import atomic_write_text
         atomic_write_text(Path(args.report), report(result), mode=0o644)
         log.info("wrote %s", args.report)
-    if not args.rerender:
+    if not args.rerender and args.only == "all":
         _voices(args)
     ls, st = result["lipsync"]["pooled"], result["stability"]
     log.info("lip sync: lag %s frames, r %.3f (lag 0: %.3f), silent open %.3f vs speaking %.3f; drift %.2f%%",

@@ -248,18 +248,15 @@ def test_cartoon_records_its_random_seed_and_the_seed_redraws_it(lib):
     assert yaml.safe_load((first.folder / "avatar.yaml").read_text())["seed"] == first.seed
 
 
-def test_default_on_an_empty_library_adds_the_bundled_picture(lib):
+def test_default_on_an_empty_library_is_the_bundled_cartoon_with_its_rig(lib):
+    from avatarcam.data import DEFAULT_AVATAR_PNG, DEFAULT_AVATAR_SEED
+    from PIL import Image
+
     avatar = lib.default()
-    assert avatar.name == "Default" and avatar.kind == "image" and avatar.source.endswith("default_avatar.png")
+    assert avatar.name == "Default" and avatar.kind == "cartoon" and avatar.seed == DEFAULT_AVATAR_SEED
+    assert np.array_equal(avatar.load_image(), np.asarray(Image.open(DEFAULT_AVATAR_PNG).convert("RGB")))
+    assert avatar.identity() is not None and avatar.identity().seed == DEFAULT_AVATAR_SEED
     assert lib.default() == avatar and len(lib.list()) == 1
-
-
-def test_default_draws_cartoon_seed_0_when_the_bundled_picture_is_missing(lib, monkeypatch, tmp_path):
-    import avatarcam.data
-
-    monkeypatch.setattr(avatarcam.data, "DEFAULT_AVATAR_PNG", tmp_path / "missing.png")
-    avatar = lib.default()
-    assert avatar.kind == "cartoon" and avatar.seed == 0
 
 
 def test_default_prefers_the_current_avatar_when_it_exists(lib, tmp_path):
