@@ -47,8 +47,9 @@ class VoicesConfig:
     family_seconds: float = 12.0          # held-out speech per synthesiser family
     perturbed_seconds: float = 16.0       # held-out voices through voice changes and microphones
     clip_seconds: float = 4.0
-    sound_seconds: float = 2.0            # each non-speech kind ...
-    gap_seconds: float = 1.2              # ... with this much silence before it
+    sound_seconds: float = 1.2            # each instance of a non-speech kind ...
+    gap_seconds: float = 1.0              # ... with this much silence before it
+    repeats: int = 2                      # instances of each kind (other seeds)
     kinds: tuple[str, ...] = ()           # non-speech kinds (empty: every kind)
     vad: str = "both"                     # off | on | both (on: the gated runs of the non-speech, espeak, perturbed sets)
     first_seed: int = 200000
@@ -59,7 +60,7 @@ class VoicesConfig:
     @classmethod
     def quick(cls, **changes) -> "VoicesConfig":
         base = dict(family_seconds=3.0, perturbed_seconds=3.0, clip_seconds=3.0, sound_seconds=0.8,
-                    gap_seconds=0.8, kinds=("tone", "keyboard"))
+                    gap_seconds=0.8, repeats=1, kinds=("tone", "keyboard"))
         base.update(changes)
         return cls(**base)
 
@@ -70,52 +71,61 @@ class VoicesConfig:
 
 # -- programs: audio and per-frame ground truth -------------------------------------------------------
 @dataclass
-class Program:
-    """Audio, ground truth (the renderer's controls per frame: open, width, round, ...) and, for non-speech,
-    the kind playing per frame."""
+class Segment:
+    """One stream's worth: audio, the renderer's controls per frame (open, width, round, ...), the avatar,
+    and for non-speech the kind playing in each frame ("" for silence)."""
 
-    name: str
     audio: np.ndarray
     truth: np.ndarray
+    avatar: int
+    voice: str = ""
     labels: list[str] = field(default_factory=list)
-    voices: list[str] = field(default_factory=list)
-    avatar: int = 0
 
 
-def speech_program(name: str, audio_cfg, first_seed: int, seconds: float, clip_seconds: float, fps: float) -> Program:
-    """Held-out clips of one audio recipe back to back (each clip brings its own pauses)."""
+@dataclass
+class Program:
+    name: str
+    segments: list[Segment]
+
+
+def avatar_of(cfg: "VoicesConfig", i: int) -> int:
+    """Clip i of every set is drawn with the same avatar, so sets differ only in what is heard."""
+    return cfg.first_seed + 100 + i
+
+
+def speech_program(name: str, audio_cfg, first_seed: int, cfg: "VoicesConfig", seconds: float, fps: float) -> Program:
+    """Held-out clips of one audio recipe (each brings its own pauses), one stream each."""
     from engine.train.toon.clips import make_clip
     spf = int(round(SAMPLE_RATE / fps))
-    n = int(round(seconds * fps))
-    audio, truth, voices, frames, seed = [], [], [], 0, first_seed
-    while frames < n:
-        clip = make_clip(seed, fps, clip_seconds, audio=audio_cfg)
-        audio.append(clip.audio[: clip.n_frames * spf]), truth.append(clip.controls)
-        voices.append(getattr(clip.voice, "label", str(clip.voice)))
-        frames += clip.n_frames
-        seed += 1
-    return Program(name, np.concatenate(audio)[: n * spf], np.concatenate(truth)[:n], voices=voices, avatar=first_seed)
+    segments = []
+    for i in range(max(1, int(round(seconds / cfg.clip_seconds)))):
+        clip = make_clip(first_seed + i, fps, cfg.clip_seconds, audio=audio_cfg)
+        segments.append(Segment(clip.audio[: clip.n_frames * spf], clip.controls, avatar_of(cfg, i),
+                                voice=getattr(clip.voice, "label", str(clip.voice))))
+    return Program(name, segments)
 
 
-def nonspeech_program(kinds: list[str], sound_seconds: float, gap_seconds: float, level: float, fps: float,
-                      seed: int) -> Program:
-    """Silence, then each kind at speech loudness `level`, then silence again; the mouth truth is shut."""
+def nonspeech_program(kinds: list[str], cfg: "VoicesConfig", level: float, fps: float) -> Program:
+    """Silence, then each kind at speech loudness `level` (`repeats` instances, kinds interleaved), silence
+    between and after; the ground-truth mouth is shut throughout."""
     from engine.train.toon.scene import loudness
     from engine.train.toon.sounds import make_sound
     spf = int(round(SAMPLE_RATE / fps))
-    gap, sound = int(round(gap_seconds * fps)), int(round(sound_seconds * fps))
-    rng = np.random.default_rng([seed, 11])
+    gap, sound = int(round(cfg.gap_seconds * fps)), int(round(cfg.sound_seconds * fps))
+    rng = np.random.default_rng([cfg.first_seed, 11])
     parts, labels = [], []
-    for i, kind in enumerate(kinds):
-        x = make_sound(kind, seed + i, sound * spf / SAMPLE_RATE)
-        gain = min(level / max(loudness(x), 1e-9), 0.9)
-        parts += [rng.standard_normal(gap * spf).astype(np.float32) * 1e-4, gain * x]
-        labels += [""] * gap + [kind] * sound
+    for r in range(cfg.repeats):
+        for i, kind in enumerate(kinds):
+            x = make_sound(kind, cfg.first_seed + 100 * r + i, sound * spf / SAMPLE_RATE)
+            gain = min(level / max(loudness(x), 1e-9), 0.9)
+            parts += [rng.standard_normal(gap * spf).astype(np.float32) * 1e-4, gain * x]
+            labels += [""] * gap + [kind] * sound
     parts.append(rng.standard_normal(gap * spf).astype(np.float32) * 1e-4)
     labels += [""] * gap
     truth = np.zeros((len(labels), 7), np.float32)
     truth[:, 1] = 0.5      # a shut mouth at rest width
-    return Program("nonspeech", np.concatenate(parts).astype(np.float32), truth, labels=labels, avatar=seed)
+    return Program("nonspeech", [Segment(np.concatenate(parts).astype(np.float32), truth, avatar_of(cfg, 0),
+                                         labels=labels)])
 
 
 def evaluation_programs(cfg: VoicesConfig, fps: float) -> list[Program]:
@@ -128,43 +138,51 @@ def evaluation_programs(cfg: VoicesConfig, fps: float) -> list[Program]:
     out = []
     for i, family in enumerate(FAMILIES):
         out.append(speech_program(family, ClipAudio(families={family: 1.0}, **clean), cfg.first_seed + 1000 * i,
-                                  cfg.family_seconds, cfg.clip_seconds, fps))
+                                  cfg, cfg.family_seconds, fps))
     perturbed = ClipAudio(families={f: 1.0 for f in FAMILIES}, held_out=True, voice_change=1.0, microphone=1.0,
                           bed=0.0, events=0.0, no_speech=0.0)
-    out.append(speech_program("perturbed", perturbed, cfg.first_seed + 5000, cfg.perturbed_seconds,
-                              cfg.clip_seconds, fps))
-    level = float(np.median([loudness(p.audio) for p in out[: len(FAMILIES)]]))
-    kinds = list(cfg.kinds) or sorted(KINDS)
-    out.append(nonspeech_program(kinds, cfg.sound_seconds, cfg.gap_seconds, level, fps, cfg.first_seed + 9000))
+    out.append(speech_program("perturbed", perturbed, cfg.first_seed + 5000, cfg, cfg.perturbed_seconds, fps))
+    level = float(np.median([loudness(g.audio) for p in out[: len(FAMILIES)] for g in p.segments]))
+    out.append(nonspeech_program(list(cfg.kinds) or sorted(KINDS), cfg, level, fps))
     return out
 
 
 # -- one stream ---------------------------------------------------------------------------------------
-def stream_mouth(card, program: Program, probe, vad: bool, seed: int, ceiling: bool = False) -> dict:
-    """Stream the program a block at a time; the probe's (open, width, round) for every frame."""
-    from engine.eval import truth_round_trip_open
+def truth_mouth(stream, identity, controls: np.ndarray, probe, batch: int = 25) -> np.ndarray:
+    """The probe's (open, width, round) on the ground truth drawn through this stream's decoder: what a
+    perfect model would score, so the generated frames' numbers can be read against it."""
+    import torch
+    from engine.toon.render import FaceControls, render_frame
+    reads = []
+    for a in range(0, len(controls), batch):
+        drawn = [render_frame(identity, FaceControls.from_array(c), stream.size[1]) for c in controls[a:a + batch]]
+        reads.append(probe.read(stream.decoder.decode(torch.stack([stream.decoder.encode_image(f) for f in drawn]))))
+    return np.concatenate(reads)
+
+
+def stream_mouth(card, segment: Segment, probe, vad: bool, seed: int, ceiling: bool = False) -> dict:
+    """Stream the segment a block at a time; the probe's (open, width, round) for every frame."""
     from engine.stream import AvatarStream
     from engine.toon.identity import random_identity
     from engine.toon.render import render_portrait
     stream = AvatarStream(card, seed=seed, vad=vad)
-    stream.start(render_portrait(random_identity(program.avatar), card.width))
-    n = len(program.truth)
+    identity = random_identity(segment.avatar)
+    stream.start(render_portrait(identity, card.width))
     chunk = stream.frames_per_block * int(round(SAMPLE_RATE / card.fps))
     reads, t0 = [], time.perf_counter()
-    for i in range(0, len(program.audio), chunk):
-        frames = stream.push_audio(program.audio[i:i + chunk])
+    for i in range(0, len(segment.audio), chunk):
+        frames = stream.push_audio(segment.audio[i:i + chunk])
         if frames:
             reads.append(probe.read(np.stack(frames)))
     frames = stream.flush()
     if frames:
         reads.append(probe.read(np.stack(frames)))
-    mouth = np.concatenate(reads)[:n] if reads else np.zeros((0, 3), np.float32)
+    mouth = np.concatenate(reads)[: len(segment.truth)] if reads else np.zeros((0, 3), np.float32)
     out = {"mouth": mouth, "wall_s": time.perf_counter() - t0}
     if vad:
         out["vad_open_fraction"] = stream.audio.speech_chunks / max(1, stream.audio.chunks)
     if ceiling:
-        out["ceiling_open"] = truth_round_trip_open(stream, random_identity(program.avatar), program.truth, probe)
-    log.info("%s (vad %s): %d frames in %.0f s", program.name, "on" if vad else "off", len(mouth), out["wall_s"])
+        out["ceiling"] = truth_mouth(stream, identity, segment.truth, probe)
     return out
 
 
@@ -175,18 +193,20 @@ def _shift(truth: np.ndarray, gen: np.ndarray, lag: int) -> tuple[np.ndarray, np
     return (truth[: n - lag], gen[lag:n]) if lag >= 0 else (truth[-lag:n], gen[: n + lag])
 
 
-def speech_measures(truth: np.ndarray, mouth: np.ndarray, max_lag: int) -> dict:
-    """Lip sync, amplitude and visemes of one speech set."""
+def speech_measures(pairs: list[tuple[np.ndarray, np.ndarray]], max_lag: int) -> dict:
+    """Lip sync, amplitude and visemes of one speech set: (ground-truth controls, probe reads) per stream."""
     from engine.eval import best_lag, pearson, silence_stats
-    n = min(len(truth), len(mouth))
-    truth, mouth = truth[:n, :3], mouth[:n]
-    sync = best_lag([(truth[:, 0], mouth[:, 0])], max_lag)
-    t, g = _shift(truth, mouth, sync["best_lag"])
+    pairs = [(t[: len(m), :3], m[: len(t)]) for t, m in pairs]
+    sync = best_lag([(t[:, 0], m[:, 0]) for t, m in pairs], max_lag)
+    shifted = [_shift(t, m, sync["best_lag"]) for t, m in pairs]
+    t, g = np.concatenate([a for a, _ in shifted]), np.concatenate([b for _, b in shifted])
     speaking = t[:, 0] >= SPEAKING
     slope = float(np.polyfit(t[speaking, 0], g[speaking, 0], 1)[0]) if speaking.sum() > 2 else float("nan")
     rounded, wide = speaking & (t[:, 2] > 0.5), speaking & (t[:, 1] > 0.7)
+    quiet = silence_stats(np.concatenate([a[:, 0] for a, _ in pairs]), np.concatenate([b[:, 0] for _, b in pairs]))
     return {
-        "frames": n, "best_lag": sync["best_lag"], "r_best": sync["r_best"], "r_lag0": sync["r_lag0"],
+        "frames": int(sum(len(a) for a, _ in pairs)), "best_lag": sync["best_lag"], "r_best": sync["r_best"],
+        "r_lag0": sync["r_lag0"],
         "amplitude": float(g[speaking, 0].mean() / max(t[speaking, 0].mean(), 1e-9)) if speaking.any() else float("nan"),
         "slope": slope,
         "r_width": pearson(t[speaking, 1], g[speaking, 1]), "r_round": pearson(t[speaking, 2], g[speaking, 2]),
@@ -194,8 +214,7 @@ def speech_measures(truth: np.ndarray, mouth: np.ndarray, max_lag: int) -> dict:
         "round_when_wide": float(g[wide, 2].mean()) if wide.any() else float("nan"),
         "width_when_wide": float(g[wide, 1].mean()) if wide.any() else float("nan"),
         "width_when_rounded": float(g[rounded, 1].mean()) if rounded.any() else float("nan"),
-        **{k: v for k, v in silence_stats(truth[:, 0], mouth[:, 0]).items() if k in ("silent_mean_open",
-                                                                                  "speaking_mean_open")},
+        "silent_mean_open": quiet["silent_mean_open"], "speaking_mean_open": quiet["speaking_mean_open"],
     }
 
 
@@ -265,20 +284,23 @@ def evaluate(cfg: VoicesConfig) -> dict:
         for prog in programs:
             if vad and cfg.vad == "both" and prog.name not in gated:
                 continue
-            rec = stream_mouth(card, prog, probe, vad, cfg.seed, ceiling=(prog.name == "espeak" and not vad))
-            walls[f"{prog.name}:{key}"] = rec["wall_s"]
+            ceiling = not vad and prog.name != "nonspeech"
+            recs = [stream_mouth(card, g, probe, vad, cfg.seed, ceiling=ceiling) for g in prog.segments]
+            walls[f"{prog.name}:{key}"] = float(sum(r["wall_s"] for r in recs))
+            log.info("%s (vad %s): %d frames in %.0f s", prog.name, key, sum(len(r["mouth"]) for r in recs),
+                     walls[f"{prog.name}:{key}"])
             if prog.name == "nonspeech":
-                m = nonspeech_measures(prog.labels, rec["mouth"])
+                m = nonspeech_measures(prog.segments[0].labels, recs[0]["mouth"])
             else:
-                m = speech_measures(prog.truth, rec["mouth"], cfg.max_lag)
-                m["voices"] = sorted(set(prog.voices))
-                m["seconds"] = len(prog.truth) / card.fps
-            if "vad_open_fraction" in rec:
-                m["vad_open_fraction"] = rec["vad_open_fraction"]
-            if "ceiling_open" in rec:
-                c = rec["ceiling_open"]
-                speaking = prog.truth[: len(c), 0] >= SPEAKING
-                m["ceiling_amplitude"] = float(c[speaking].mean() / max(prog.truth[: len(c)][speaking, 0].mean(), 1e-9))
+                m = speech_measures([(g.truth, r["mouth"]) for g, r in zip(prog.segments, recs)], cfg.max_lag)
+                m["voices"] = sorted({g.voice for g in prog.segments})
+                m["seconds"] = sum(len(g.truth) for g in prog.segments) / card.fps
+            if vad:
+                m["vad_open_fraction"] = float(np.mean([r["vad_open_fraction"] for r in recs]))
+            if ceiling:
+                m["ceiling"] = {k: v for k, v in speech_measures([(g.truth, r["ceiling"]) for g, r in
+                                                                  zip(prog.segments, recs)], cfg.max_lag).items()
+                                if k in ("r_lag0", "amplitude", "r_width", "r_round", "silent_mean_open")}
             sets[key][prog.name] = m
     result = {
         "model": {"name": card.name, "folder": _portable(card.root), "fps": card.fps},
@@ -318,10 +340,13 @@ def report(result: dict) -> str:
                          f"{_fmt(m['r_width'])} | {_fmt(m['r_round'])} | {_fmt(m['round_when_rounded'], 2)} | "
                          f"{_fmt(m['round_when_wide'], 2)} | {_fmt(m['silent_mean_open'])} | "
                          f"{_fmt(m.get('vad_open_fraction'), 2)} |")
-    esp = result["sets"].get("off", {}).get("espeak", {})
-    if "ceiling_amplitude" in esp:
-        lines += ["", f"Probe calibration: on the ground-truth frames themselves (rendered, through the decoder) the "
-                      f"probe reads an amplitude of {_fmt(esp['ceiling_amplitude'], 2)} (1.00 = exact)."]
+            c = m.get("ceiling")
+            if c:
+                lines.append(f"| {name}: ground truth through the decoder | | | | | {_fmt(c['r_lag0'])} | "
+                             f"{_fmt(c['amplitude'], 2)} | | {_fmt(c['r_width'])} | {_fmt(c['r_round'])} | | | "
+                             f"{_fmt(c['silent_mean_open'])} | |")
+    lines += ["", "The \"ground truth through the decoder\" rows are the probe on the renderer's own frames for the "
+                  "same controls after the decoder's round trip: what a perfect model would score here."]
     lines += ["", "## Non-speech at speech loudness (the mouth should stay shut)", "",
               "| kind | gate | mean openness | ratio to silence | p90 openness |", "|---|---|---|---|---|"]
     for key, sets in result["sets"].items():

@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from engine.eval import main
-from engine.eval_voices import nonspeech_measures, nonspeech_program, speech_measures
+from engine.eval_voices import VoicesConfig, nonspeech_measures, nonspeech_program, speech_measures
 from tests.fixtures_card import random_card  # noqa: F401
 
 
@@ -22,7 +22,7 @@ def test_speech_measures_find_the_lag_and_the_amplitude():
     truth = _truth()
     mouth = np.zeros((200, 3), np.float32)
     mouth[2:] = truth[:-2, :3] * [2.0, 1.0, 1.0]        # video two frames late, opening twice as wide
-    m = speech_measures(truth, mouth, max_lag=6)
+    m = speech_measures([(truth[:100], mouth[:100]), (truth[100:], mouth[100:])], max_lag=6)
     assert m["best_lag"] == 2 and m["r_best"] > 0.99
     assert abs(m["amplitude"] - 2.0) < 1e-3 and abs(m["slope"] - 2.0) < 1e-3
     assert m["r_width"] > 0.99 and m["r_round"] > 0.99
@@ -39,9 +39,10 @@ def test_nonspeech_measures_compare_each_kind_with_silence():
 
 
 def test_nonspeech_program_plays_each_kind_between_silences():
-    p = nonspeech_program(["tone", "keyboard"], 1.0, 0.6, level=0.05, fps=25, seed=1)
-    assert len(p.labels) == len(p.truth) == len(p.audio) // 640 == 2 * 25 + 3 * 15
-    assert p.truth[:, 0].max() == 0.0
+    cfg = VoicesConfig(sound_seconds=1.0, gap_seconds=0.6, repeats=2)
+    (p,) = nonspeech_program(["tone", "keyboard"], cfg, level=0.05, fps=25).segments
+    assert len(p.labels) == len(p.truth) == len(p.audio) // 640 == 4 * 25 + 5 * 15
+    assert p.labels.count("tone") == 50 and p.truth[:, 0].max() == 0.0
     tone = p.audio[15 * 640:40 * 640]
     gap = p.audio[:15 * 640]
     assert np.abs(tone).max() > 100 * np.abs(gap).max()
@@ -59,4 +60,5 @@ def test_only_voices_writes_every_set_with_and_without_the_gate(random_card, tmp
     for name in ("espeak", "flite", "festival", "perturbed"):
         assert result["sets"]["off"][name]["frames"] == 75
     assert "festival_within_0.05_of_espeak" in result["targets"]
+    assert set(result["sets"]["off"]["espeak"]["ceiling"]) >= {"r_lag0", "amplitude", "r_width", "r_round"}
     assert "## Non-speech" in md.read_text()
