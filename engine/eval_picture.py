@@ -7,7 +7,11 @@ portrait as a decoder redraws it), inside regions read off the identity's geomet
 - fidelity: PSNR of silent frames against the portrait, and the eye box's edge energy (mean
   absolute difference of neighbouring grey levels) as a fraction of the portrait's;
 - smear ratio: mean eye-box distance to the portrait on the widest-open 10 % of frames (by the
-  mouth probe) divided by the same on closed-mouth frames, blinks left out of both;
+  mouth probe) divided by the same on closed-mouth frames, blinks left out of both. The distance
+  is taken after the best shift of the box within +-ALIGN_REACH pixels (`aligned_distance`), so
+  a head that nods or turns while it talks (the renderer draws that) is not counted as smear
+  (yaw parallax still is: eyes, glasses and outline shift by different amounts). Beside it, the
+  eyes' sharpness on those frames (edge energy, widest-open / closed): a smear lowers it, motion not;
 - jitter: mean absolute frame-to-frame change outside the mouth in silence, blinks left out;
 - blinks: an eye is "open" while its box holds at least half the portrait's eye-white pixels
   (the renderer's white is (252, 252, 250) for every identity); a blink is both eyes shut;
@@ -26,6 +30,7 @@ OPEN_FRACTION = 0.5      # an eye is open with >= this share of the portrait's w
 LOST_FRACTION = 0.25     # ... and clearly shut below this
 LONG_SHUT = 8            # frames (320 ms at 25 fps): longer than the renderer's blink (210 ms)
 BLINK_MARGIN = 2         # frames around a blink left out of jitter and smear
+ALIGN_REACH = 10         # pixels (at 512) the eye box may shift to meet the portrait's: head motion
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -36,6 +41,24 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def edge_energy(img: np.ndarray) -> float:
     g = img.astype(np.float32).mean(-1)
     return float(np.abs(np.diff(g, axis=0)).mean() + np.abs(np.diff(g, axis=1)).mean())
+
+
+def aligned_distance(frame: np.ndarray, ref_grey: np.ndarray, box: tuple[int, int, int, int],
+                     reach: int = ALIGN_REACH) -> float:
+    """Mean absolute grey difference of `frame`'s box to `ref_grey` (the portrait's box, grey), at the
+    best whole-pixel shift within +-reach: a coarse search every 2 pixels, then its neighbours."""
+    grey = frame.astype(np.float32).mean(-1)
+    t, b, l, r = box
+    h, w = grey.shape
+
+    def at(dy: int, dx: int) -> float:
+        if t + dy < 0 or l + dx < 0 or b + dy > h or r + dx > w:
+            return float("inf")
+        return float(np.abs(grey[t + dy:b + dy, l + dx:r + dx] - ref_grey).mean())
+
+    coarse = min(((at(dy, dx), dy, dx) for dy in range(-reach, reach + 1, 2) for dx in range(-reach, reach + 1, 2)))
+    _, y0, x0 = coarse
+    return min(at(y0 + dy, x0 + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 
 
 def white_pixels(img: np.ndarray) -> int:
@@ -80,14 +103,14 @@ class PictureRecorder:
         self.portrait_eye_edge = edge_energy(geo.crop(geo.portrait, geo.eye_box))
         self.portrait_white = [max(1, white_pixels(geo.crop(geo.portrait, e))) for e in geo.eyes]
         self.kept: dict[str, tuple[float, int, np.ndarray]] = {}
-        self._eye_ref = geo.crop(geo.portrait, geo.eye_box).astype(np.float32)
+        self._eye_ref = geo.crop(geo.portrait, geo.eye_box).astype(np.float32).mean(-1)
 
     def add(self, i: int, frame: np.ndarray, opened: float) -> None:
         g = self.geo
         eyes = g.crop(frame, g.eye_box)
         r = self.rec
         r["psnr"][i] = psnr(frame, g.portrait)
-        r["eye_dist"][i] = float(np.abs(eyes.astype(np.float32) - self._eye_ref).mean())
+        r["eye_dist"][i] = aligned_distance(frame, self._eye_ref, g.eye_box)
         r["eye_edge"][i] = edge_energy(eyes)
         r["white_l"][i], r["white_r"][i] = (white_pixels(g.crop(frame, e)) / w for e, w in zip(g.eyes, self.portrait_white))
         shut = max(r["white_l"][i], r["white_r"][i]) < OPEN_FRACTION
@@ -151,6 +174,7 @@ def picture_summary(rec: dict, silent: np.ndarray, fps: float, portrait_eye_edge
         "eye_edge_ratio_silence": mean(rec["eye_edge"][:n], quiet) / portrait_eye_edge,
         "eye_dist_closed": mean(eye_dist, closed), "eye_dist_widest_open": mean(eye_dist, wide),
         "smear_ratio": mean(eye_dist, wide) / max(mean(eye_dist, closed), 1e-6),
+        "eye_sharpness_wide_vs_closed": mean(rec["eye_edge"][:n], wide) / max(mean(rec["eye_edge"][:n], closed), 1e-6),
         "jitter_outside_mouth_silence": mean(rec["change_outside"][:n], quiet),
         "jitter_outside_mouth_silence_with_blinks": mean(rec["change_outside"][:n], silent),
         "blinks_per_min_silence": float((onsets & silent).sum() / silent_minutes) if silent_minutes else float("nan"),

@@ -10,9 +10,17 @@ eye and accessory of the avatar, at about 10 ms a frame on one core. So for a ri
     latent --ControlReader--> controls --render_frame(identity)--> frame
 
 `ControlReader` is a small CNN trained on the autoencoder's latents of rendered frames (perturbed
-the way the generator errs; `engine/train/train_rig.py`). Blinks are not read: the audio cannot
-predict them, so the stream's `IdleBlinks` clock shuts the lids. Avatars that are only pictures
-(photos, drawings) have no rig and keep the reference-aware decoder (`engine/refdecoder.py`).
+the way the generator errs; `engine/train/train_rig.py`). What is drawn from its reading:
+
+- the mouth (jaw, lip width and rounding), as read; width and rounding fade to neutral as the jaw
+  closes, so a shut mouth is one calm line rather than a line that twitches with reading noise;
+- not the head: the generator's head pose does not follow the voice (read vs the clip's own pose
+  on held-out speech: r -0.1..0.3) and reads as jitter, so `IdleHead` sways it slowly while the
+  avatar speaks (nodding on syllables) and holds it still in silence, as the training clips do;
+- not the lids: the audio cannot predict blinks, so the stream's `IdleBlinks` clock shuts them.
+
+Avatars that are only pictures (photos, drawings) have no rig and keep the reference-aware
+decoder (`engine/refdecoder.py`).
 """
 
 from __future__ import annotations
@@ -53,7 +61,8 @@ class ControlReader(nn.Module):
     """(latent, reference latent) -> the controls in READ_CONTROLS order.
 
     The difference to the reference latent makes the reading identity-free: the same jaw drop
-    moves the same cells by similar amounts on every face.
+    moves the same cells by similar amounts on every face. The head pose is read as well (the
+    evaluation compares it with the clips'), but `RigDecoder` does not draw it (module docstring).
     """
 
     def __init__(self, cfg: ReaderConfig | None = None):
@@ -105,11 +114,61 @@ def rig_matches(identity: Identity, image: np.ndarray, tolerance: float = 2.0) -
     return float(np.abs(drawn - image.astype(np.float32)).mean()) <= tolerance
 
 
+def calm_mouth(values: np.ndarray, closing: float = 0.15) -> np.ndarray:
+    """Width and rounding fade to neutral (0.5, 0) as the jaw closes (below `closing`): (N, 6) -> (N, 6)."""
+    out = values.copy()
+    k = np.clip(out[:, 0] / closing, 0.0, 1.0)
+    out[:, 1] = 0.5 + (out[:, 1] - 0.5) * k
+    out[:, 2] = out[:, 2] * k
+    return out
+
+
+class IdleHead:
+    """Head yaw/roll/nod for each next frame, from the mouth the avatar is drawing (causal, seeded).
+
+    Why: like the training clips' heads: a slow sway (three slow sines per axis, random rates and
+    phases) plus a nod on each syllable (a fast minus a slow average of the jaw), both scaled by a
+    speaking envelope that rises over ~0.3 s of speech and settles ~0.5 s after it, so the head
+    is still in silence.
+    """
+
+    AMPLITUDE = np.array([0.27, 0.16, 0.16])     # yaw, roll, nod: the clips' typical sway
+
+    def __init__(self, fps: float, seed: int | None = 0):
+        self.fps = float(fps)
+        rng = np.random.default_rng(None if seed is None else [int(seed), 7])
+        self.rates = rng.uniform(0.12, 0.55, (3, 3))          # Hz, per axis x sine
+        self.phases = rng.uniform(0, 2 * np.pi, (3, 3))
+        self.reset()
+
+    def reset(self) -> None:
+        self.frame, self.env, self.fast, self.slow = 0, 0.0, 0.0, 0.0
+
+    def _ema(self, value: float, target: float, seconds: float) -> float:
+        return value + (target - value) * (1.0 - np.exp(-1.0 / (seconds * self.fps)))
+
+    def next(self, jaw: np.ndarray) -> np.ndarray:
+        """(N,) jaw openings -> (N, 3) yaw, roll, nod in -1..1."""
+        out = np.zeros((len(jaw), 3), np.float32)
+        for i, j in enumerate(np.asarray(jaw, np.float64)):
+            speaking = float(j > 0.05)
+            self.env = self._ema(self.env, speaking, 0.3 if speaking > self.env else 0.5)
+            self.fast, self.slow = self._ema(self.fast, j, 0.06), self._ema(self.slow, j, 0.4)
+            t = self.frame / self.fps
+            sway = np.sin(2 * np.pi * self.rates * t + self.phases).sum(1) / np.sqrt(1.5)
+            head = sway * self.AMPLITUDE
+            head[2] += 0.6 * (self.fast - self.slow)
+            out[i] = np.clip(head * min(1.0, 1.5 * self.env), -1, 1)
+            self.frame += 1
+        return out
+
+
 class RigDecoder:
     """Latents -> frames drawn by the avatar's rig at `size`; see the module docstring."""
 
-    def __init__(self, reader: ControlReader, identity: Identity, size: int):
+    def __init__(self, reader: ControlReader, identity: Identity, size: int, head: IdleHead | None = None):
         self.reader, self.identity, self.size = reader, identity, int(size)
+        self.head = head
         self.last_controls: list[FaceControls] = []   # what the latest decode drew (for tests and tools)
 
     @torch.no_grad()
@@ -120,7 +179,8 @@ class RigDecoder:
 
     def decode(self, z: torch.Tensor, z_ref: torch.Tensor, blinks: np.ndarray | None = None) -> np.ndarray:
         """(N, C, h, w) -> uint8 (N, size, size, 3)."""
-        values = self.read(z, z_ref)
+        values = calm_mouth(self.read(z, z_ref))
+        values[:, 3:] = self.head.next(values[:, 0]) if self.head is not None else 0.0
         blinks = np.zeros(len(values), np.float32) if blinks is None else blinks
         self.last_controls = [controls_from(v, b) for v, b in zip(values, blinks)]
         return np.stack([render_frame(self.identity, c, self.size) for c in self.last_controls])

@@ -70,6 +70,7 @@ class ToonDecoder:
             except FileNotFoundError as exc:
                 raise CheckpointError(f"model '{card.name}': rig control reader weights missing ({exc})") from exc
         self.out_size = int(card.width)     # frames are square at the card's size
+        self.fps, self.seed = card.fps, seed
         blinks = card.decoder.get("idle_blinks", {})
         drawn = self.ref_decoder is not None or self.reader is not None
         self.blinks = IdleBlinks(card.fps, seed=seed, **blinks) if drawn and blinks else None
@@ -101,13 +102,13 @@ class ToonDecoder:
     def _rig_for(self, identity: Identity | None, image: np.ndarray) -> RigDecoder | None:
         if identity is None or self.reader is None:
             return None
-        from .rigdecoder import RigDecoder, rig_matches
+        from .rigdecoder import IdleHead, RigDecoder, rig_matches
         s = self.out_size
         if not rig_matches(identity, fit_image(image, s, s)):
             log.warning("avatar picture differs from its cartoon seed %s's portrait: drawing it as a picture",
                         getattr(identity, "seed", "?"))
             return None
-        return RigDecoder(self.reader, identity, s)
+        return RigDecoder(self.reader, identity, s, head=IdleHead(self.fps, seed=self.seed))
 
     @property
     def rigged(self) -> bool:

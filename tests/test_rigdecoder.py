@@ -10,6 +10,7 @@ from engine.eval_picture import Geometry, white_pixels
 from engine.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig, rig_matches
 from engine.stream import MODELS_DIR, AvatarStream, build_decoder
 from engine.toon import random_identity, render_portrait
+from engine.toon.regions import mouth_box
 from engine.toon.render import FaceControls, render_frame
 
 
@@ -53,8 +54,10 @@ def test_shipped_reader_reads_the_jaw_and_draws_the_portrait_in_silence(decoder,
     frame = decoder.decode(z_open[None])[0]
     read = decoder._rig.last_controls[0]
     assert read.mouth_open > 0.55
-    truth = render_frame(ident, opened, 512)
-    assert np.abs(frame.astype(float) - truth).mean() < np.abs(portrait.astype(float) - truth).mean() / 2
+    assert np.array_equal(frame, render_frame(ident, read, 512))          # drawn by the rig itself
+    t, b, l, r = mouth_box(ident, 512)
+    truth = render_frame(ident, opened, 512)[t:b, l:r].astype(float)
+    assert np.abs(frame[t:b, l:r] - truth).mean() < np.abs(portrait[t:b, l:r] - truth).mean() / 2
 
 
 def test_idle_blinks_shut_the_rig_s_lids(decoder):
@@ -69,6 +72,28 @@ def test_idle_blinks_shut_the_rig_s_lids(decoder):
     shut = (whites < 0.5 * open_whites).all(1)
     assert shut.any() and shut.mean() < 0.1                 # a few blinks, both eyes at once
     assert not ((whites < 0.5 * open_whites).any(1) & ~shut).any()   # never one eye alone
+
+
+def test_idle_head_is_still_in_silence_and_sways_smoothly_while_speaking():
+    from engine.rigdecoder import IdleHead
+    head = IdleHead(25.0, seed=1)
+    silent = head.next(np.zeros(50))
+    assert np.abs(silent).max() == 0.0
+    talking = head.next(0.35 + 0.3 * np.sin(2 * np.pi * 4 * np.arange(400) / 25))   # syllables at 4 Hz
+    assert np.abs(talking[50:]).max(0).min() > 0.05                    # every axis moves
+    assert np.abs(np.diff(talking, axis=0)).max() < 0.15               # no jumps between frames
+    settled = head.next(np.zeros(75))
+    assert np.abs(settled[-10:]).max() < 0.02                          # still again within 3 s
+    again = IdleHead(25.0, seed=1)
+    assert np.array_equal(again.next(np.zeros(50)), silent)
+
+
+def test_a_closed_mouth_is_one_calm_line():
+    from engine.rigdecoder import calm_mouth
+    values = np.array([[0.0, 0.9, 0.8, 0, 0, 0], [0.6, 0.9, 0.8, 0, 0, 0]])
+    out = calm_mouth(values)
+    assert out[0, 1] == 0.5 and out[0, 2] == 0.0                      # shut: neutral width, no rounding
+    assert np.allclose(out[1], values[1])                             # open: as read
 
 
 def test_a_picture_that_is_not_the_seed_s_portrait_falls_back_to_the_learned_decoder(decoder):
