@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.config import SAMPLE_RATE
 
-from .demo import demo_portrait, demo_voice
+from .demo import demo_identity, demo_portrait, demo_voice
 from .errors import ConfigError
 
 
@@ -55,7 +55,7 @@ def bench_e2e(model: str | None = None, seconds: float = 20.0, block_ms: int = 2
     from .engine_setup import set_threads
     set_threads(threads)              # the session's thread policy, so the numbers are the app's
     stream = open_stream(resolve_model(model or "toon"))
-    stream.start(demo_portrait())
+    stream.start(demo_portrait(), identity=demo_identity())
     pcm = demo_voice(seconds)
     n = int(block_ms * SAMPLE_RATE / 1000)
     frames, t_feat = 0, []
@@ -97,7 +97,8 @@ def bench_soak(model: str | None = None, seconds: float = 600.0, sample_every_s:
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "soak.wav"
         _write_wav(wav, pcm)
-        session = Session(settings, SessionOptions(model=model, avatar_image=demo_portrait(), audio_file=wav,
+        session = Session(settings, SessionOptions(model=model, avatar_image=demo_portrait(),
+                                                   avatar_identity=demo_identity(), audio_file=wav,
                                                    realtime=True, preview=True, obs=False))
         session.start()
         t0 = time.monotonic()

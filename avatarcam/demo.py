@@ -19,7 +19,13 @@ def demo_voice(seconds: float) -> np.ndarray:
     return np.tile(pcm, reps)[: int(seconds * SAMPLE_RATE)]
 
 
+def demo_identity():
+    """Cartoon identity 0: the benchmarks' avatar (drawn by its rig, as a library cartoon is)."""
+    from engine.toon import random_identity
+    return random_identity(0)
+
+
 def demo_portrait(size: int = 512) -> np.ndarray:
     """Cartoon identity 0 at `size` pixels (the library stores avatars at 512)."""
-    from engine.toon import random_identity, render_portrait
-    return render_portrait(random_identity(0), size)
+    from engine.toon import render_portrait
+    return render_portrait(demo_identity(), size)

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from .capture import END
 from .sinks import Sink
+
+if TYPE_CHECKING:
+    from engine.toon.identity import Identity
 
 FrameOut = Callable[[int, np.ndarray, int], None]   # (frame index, frame, audio samples skipped before it)
 
@@ -27,10 +30,10 @@ class EngineWorker:
         self.frames = 0                     # frames generated
         self.samples = 0                    # audio samples the engine has been given
         self.skip = 0                       # audio dropped before the engine's current position (samples)
-        self._pending_image: np.ndarray | None = None
+        self._pending: tuple[np.ndarray, Identity | None] | None = None
 
-    def switch(self, image: np.ndarray) -> None:
-        self._pending_image = image
+    def switch(self, image: np.ndarray, identity: Identity | None = None) -> None:
+        self._pending = (image, identity)
 
     def run(self, stop: threading.Event, frames_done: Callable[[], None]) -> None:
         try:
@@ -41,9 +44,9 @@ class EngineWorker:
                     if stop.is_set():
                         break
                     continue
-                if self._pending_image is not None:
-                    image, self._pending_image = self._pending_image, None
-                    self.reference = self.stream.start(image)
+                if self._pending is not None:
+                    (image, identity), self._pending = self._pending, None
+                    self.reference = self.stream.start(image, identity=identity)
                 if item is END or stop.is_set():
                     break
                 start, block = item

@@ -58,7 +58,7 @@ class LiveRun:
         self.engine = open_engine(s, o, say=lambda m: emit("info", m))
         stream = self.stream
         warm(self.engine, image, say=lambda m: emit("info", m))
-        reference = stream.start(image)
+        reference = stream.start(image, identity=o.avatar_identity)
         self.source = _open_source(s, o)
         if o.record:
             self.recorder = RecorderSink(Path(o.record), *stream.size, stream.fps,

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from .errors import AvatarCamError, ModelError
 from .live import LiveRun
 from .stats import EnginePace, SessionStats
 from .stream_options import SessionOptions
+
+if TYPE_CHECKING:
+    from engine.toon.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +126,9 @@ class Session:
         self._final = None
         self._run = None
         try:
-            image = self.options.avatar_image if self.options.avatar_image is not None else _default_avatar()
+            if self.options.avatar_image is None:
+                self.options.avatar_image, self.options.avatar_identity = _default_avatar()
+            image = self.options.avatar_image
             self._run = LiveRun(self.settings, self.options, image, self._emit, self._warn)
         except BaseException as exc:
             self._set_state("error")
@@ -153,11 +158,12 @@ class Session:
         """Block until the stream ends (end of a file, --duration, stop() or an error)."""
         return self._done.wait(timeout)
 
-    def switch_avatar(self, image: np.ndarray) -> None:
-        """Use another avatar: at once if streaming (the engine restarts its window), else next start."""
-        self.options.avatar_image = image
+    def switch_avatar(self, image: np.ndarray, identity: Identity | None = None) -> None:
+        """Use another avatar: at once if streaming (the engine restarts its window), else next start.
+        `identity`: a cartoon avatar's rig (`Avatar.identity()`), drawn sharp by the engine."""
+        self.options.avatar_image, self.options.avatar_identity = image, identity
         if self.running and self._run is not None:
-            self._run.worker.switch(image)
+            self._run.worker.switch(image, identity)
 
     def mute(self, on: bool = True) -> None:
         """Mute the microphone: the avatar hears silence (mouth closes) and the delayed output goes quiet."""
@@ -250,11 +256,13 @@ class Session:
         return self._run.snapshot(self._state, time.monotonic() - self._t_start)
 
 
-def _default_avatar() -> np.ndarray:
+def _default_avatar() -> tuple[np.ndarray, Identity | None]:
+    """(picture, cartoon rig or None) of the library's default avatar."""
     try:
         from .avatars import AvatarLibrary
-        return AvatarLibrary().default().load_image()
+        avatar = AvatarLibrary().default()
+        return avatar.load_image(), avatar.identity()
     except Exception as exc:  # library missing or broken: draw one
         log.debug("default avatar from the library failed (%s); drawing one", exc)
         from engine.toon import random_identity, render_portrait
-        return render_portrait(random_identity(0), 512)
+        return render_portrait(random_identity(0), 512), random_identity(0)

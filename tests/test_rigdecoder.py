@@ -11,6 +11,7 @@ from engine.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig, rig_ma
 from engine.stream import MODELS_DIR, AvatarStream, build_decoder
 from engine.toon import random_identity, render_portrait
 from engine.toon.regions import mouth_box
+from tests.fixtures_qt import ui_home  # noqa: F401  (fixture)
 from engine.toon.render import FaceControls, render_frame
 
 
@@ -120,3 +121,34 @@ def test_training_writes_weights_and_held_out_errors(tmp_path):
     train(tmp_path, tc, ReaderConfig())
     metrics = json.loads((tmp_path / "eval.json").read_text())
     assert set(metrics["mae"]) == set(READ_CONTROLS) and (tmp_path / "rig.safetensors").is_file()
+
+
+def test_the_app_streams_the_default_cartoon_through_its_rig_and_a_picture_without(ui_home, tmp_path):
+    """A session on the shipped model: the library's Default (a cartoon) is rigged; switching to a
+    picture avatar (same pixels, no seed) goes back to the learned decoder mid-stream."""
+    import wave
+    from avatarcam.avatars import AvatarLibrary
+    from avatarcam.session import Session
+    from avatarcam.stream_options import stream_options
+    from tests.fixtures_qt import quiet_settings
+
+    wav = tmp_path / "speech.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        t = np.arange(16000 * 4) / 16000
+        w.writeframes((3000 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.int16).tobytes())
+    settings = quiet_settings()
+    options = stream_options(settings)
+    assert options.avatar_name == "Default" and options.avatar_identity is not None
+    options.audio_file, options.camera, options.obs = wav, False, False
+    session = Session(settings, options)
+    session.start()
+    try:
+        assert session.stream.decoder.rigged
+        picture = AvatarLibrary().add_image(AvatarLibrary().get("Default").image_path, name="Flat")
+        assert picture.identity() is None
+        session.switch_avatar(picture.load_image(), picture.identity())
+        assert session.wait(120)
+        assert not session.stream.decoder.rigged
+    finally:
+        session.stop()

@@ -43,6 +43,7 @@ def test_the_cli_and_the_tray_app_build_the_same_stream_from_one_settings_file(u
     cli, tray = cli_options(path), tray_options(path)
     assert stream_part(cli) == stream_part(tray)
     assert np.array_equal(cli.avatar_image, tray.avatar_image)
+    assert cli.avatar_identity == tray.avatar_identity and cli.avatar_identity.seed == 2   # Bo's rig
     assert cli.model == str(random_card) and cli.avatar_name == "Bo"     # the current avatar's pinned model
     assert cli.device == "cpu"                                            # auto, on a machine without a GPU
     assert cli.stream_overrides["block_frames"] == 1                      # expressive: half the card's B=2

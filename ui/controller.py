@@ -107,7 +107,7 @@ class AppController(QObject):
         self.save()
         if self.session is not None and self.session.running:
             try:
-                self.session.switch_avatar(avatar.load_image())
+                self.session.switch_avatar(avatar.load_image(), avatar.identity())
             except Exception as exc:  # unreadable image file: say so, keep streaming the old one
                 self.message.emit("error", f"Could not switch to {avatar.name!r}: {exc}", "avatars")
                 return
