@@ -132,9 +132,12 @@ def test_sink_failure_mid_stream_does_not_stop_the_recording(tmp_path, random_ca
     session.start()
     assert session.wait(60)
     assert session.error is None
-    assert session.stats().sink_errors == 1
+    stats = session.stats()
+    assert stats.sink_errors == 1
     frames, _ = read_mp4(out)
-    assert frames == 38
+    # every frame the engine made is in the file, long after the camera failed on its 5th; on a busy
+    # machine the real-time engine skips audio it cannot keep up with, so that count may be < 38
+    assert frames == stats.frames_generated and frames > 20
 
 
 def test_switching_avatar_while_streaming_changes_the_output(tmp_path, random_card):
