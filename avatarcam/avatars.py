@@ -290,6 +290,7 @@ class Avatar:
     source: str | None = None   # image avatars: the file they were made from
     kind: str = "image"         # "image" or "cartoon"
     created: str = ""           # ISO 8601, UTC
+    look: object = None         # creator avatars: the full engine.toon Identity (a seed alone cannot redraw it)
 
     @property
     def image_path(self) -> Path:
@@ -313,14 +314,22 @@ class Avatar:
     def identity(self):
         """A cartoon avatar's rig (`engine.toon.identity.Identity`), so the engine can draw it sharp; None
         for pictures. The engine checks that the rig's portrait is this avatar's picture before using it."""
-        if self.kind != "cartoon" or self.seed is None:
+        if self.kind != "cartoon":
+            return None
+        if self.look is not None:
+            return self.look
+        if self.seed is None:
             return None
         from engine.toon.identity import random_identity
         return random_identity(self.seed)
 
     def card(self) -> dict:
-        return {"name": self.name, "prompt": self.prompt, "model": self.model, "seed": self.seed,
+        card = {"name": self.name, "prompt": self.prompt, "model": self.model, "seed": self.seed,
                 "source": self.source, "kind": self.kind, "created": self.created}
+        if self.look is not None:
+            from engine.toon.creator import identity_to_card
+            card["look"] = identity_to_card(self.look)
+        return card
 
 
 def _now() -> str:
@@ -342,10 +351,14 @@ class AvatarLibrary:
         if not isinstance(data, dict):
             raise ValueError(f"{CARD_FILE} is not a mapping")
         seed = data.get("seed")
+        look = None
+        if data.get("look") is not None:
+            from engine.toon.creator import identity_from_card
+            look = identity_from_card(data["look"])   # ValueError: listed as a damaged folder
         return Avatar(name=str(data.get("name") or folder.name), slug=folder.name, folder=folder,
                       prompt=str(data.get("prompt") or ""), model=data.get("model") or None,
                       seed=int(seed) if seed is not None else None, source=data.get("source"),
-                      kind=str(data.get("kind") or "image"), created=str(data.get("created") or ""))
+                      kind=str(data.get("kind") or "image"), created=str(data.get("created") or ""), look=look)
 
     def list(self) -> list[Avatar]:
         """Every complete avatar, sorted by name; a damaged folder is logged and skipped."""
@@ -496,21 +509,32 @@ class AvatarLibrary:
             pixels = np.asarray(img.convert("RGB"))
         return advice(pixels)
 
-    def new_cartoon(self, seed: int | None = None, name: str | None = None, prompt: str = "") -> Avatar:
-        """A new cartoon avatar drawn by the toon generator; a random seed is drawn and recorded."""
+    def new_cartoon(self, seed: int | None = None, name: str | None = None, prompt: str = "",
+                    identity=None) -> Avatar:
+        """A new cartoon avatar drawn by the toon generator: from a seed (drawn at random when None), or
+        the creator's `identity`, stored whole in the card unless the seed alone redraws it."""
         from PIL import Image
 
         from engine.toon import random_identity, render_portrait
+        from engine.toon.creator import check_identity
 
+        if identity is not None:
+            seed = identity.seed
+            try:
+                check_identity(identity)
+            except ValueError as e:
+                raise ConfigError(str(e)) from e
         if seed is None:
             seed = secrets.randbelow(2**31)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"a cartoon seed must be a non-negative integer, got {seed!r}")
         if name is not None:
             check_name(name)
-        pixels = render_portrait(random_identity(seed), IMAGE_SIZE)
-        img = Image.fromarray(np.ascontiguousarray(pixels), "RGB")
-        return self._create(img, name, f"Toon {seed}", {"prompt": str(prompt), "seed": seed, "kind": "cartoon"})
+        drawn = identity if identity is not None else random_identity(seed)
+        look = None if drawn == random_identity(seed) else drawn
+        img = Image.fromarray(np.ascontiguousarray(render_portrait(drawn, IMAGE_SIZE)), "RGB")
+        return self._create(img, name, f"Toon {seed}",
+                            {"prompt": str(prompt), "seed": seed, "kind": "cartoon", "look": look})
 
     def remove(self, name: str) -> None:
         """Delete an avatar: it disappears in one rename, then its files are deleted."""
@@ -603,7 +627,8 @@ def format_avatars(avatars: list[Avatar], current: str | None = None) -> str:
     cur = slugify(current) if current else None
     rows = []
     for a in avatars:
-        origin = f"seed {a.seed}" if a.kind == "cartoon" else Path(a.source).name if a.source else ""
+        origin = (f"creator, seed {a.seed}" if a.look is not None else f"seed {a.seed}") if a.kind == "cartoon" \
+            else Path(a.source).name if a.source else ""
         mark = "*" if cur is not None and (a.slug == cur or slugify(a.name) == cur) else " "
         rows.append((mark, a.name, f"{a.kind} ({origin})" if origin else a.kind, a.model or "-",
                      a.prompt or ""))

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import secrets
 import signal
 import sys
 import threading
@@ -259,8 +260,20 @@ def cmd_avatars(args) -> int:
     if args.action == "list":
         print(format_avatars(lib.list(), current))
     elif args.action == "new":
-        a = lib.new_cartoon(seed=args.seed, name=args.name)
+        look = None
+        if args.look or args.random or args.key:
+            from .looks import build_look
+            seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+            look = build_look(seed, args.look, args.random, args.key)
+        a = lib.new_cartoon(seed=args.seed, name=args.name, identity=look)
         print(f"created {a.name} ({a.image_path})")
+        from .looks import key_warning
+        note = key_warning(a.identity())
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    elif args.action == "options":
+        from .looks import format_options
+        print(format_options())
     elif args.action == "add":
         a = lib.add_image(Path(args.image).expanduser(), name=args.name, prompt=args.prompt or "")
         print(f"added {a.name} ({a.image_path})")
@@ -421,6 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
     new = avs.add_parser("new", help="draw a new cartoon avatar")
     new.add_argument("--seed", type=int, help="generator seed (default: random)")
     new.add_argument("--name")
+    new.add_argument("--look", action="append", default=[], metavar="FIELD=VALUE",
+                     help="one creator control (repeatable), e.g. hair_style=bun shirt=3; see `avatars options`")
+    new.add_argument("--random", action="append", default=[], metavar="FIELD",
+                     help="draw this control afresh (repeatable)")
+    new.add_argument("--key", choices=("green", "blue", "magenta"),
+                     help="a green-screen background in this key colour (OBS removes it)")
+    avs.add_parser("options", help="list every creator control and its choices")
     add = avs.add_parser("add", help="import an image file")
     add.add_argument("image")
     add.add_argument("--name")

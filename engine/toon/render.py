@@ -123,7 +123,7 @@ def _background(ident: Identity, size: int) -> Image.Image:
     a = np.array(ident.bg_a, np.float32)
     b = np.array(ident.bg_b, np.float32)
     kind = ident.background
-    if kind == "solid":
+    if kind in ("solid", "chroma"):   # chroma: a flat key colour OBS removes (engine.toon.chroma)
         t = np.zeros_like(xx)
     elif kind == "gradient":
         t = yy
