@@ -13,6 +13,7 @@ import numpy as np
 
 from engine.config import SAMPLE_RATE
 
+from .noise_gate import NoiseGate
 from .stats import AudioClock, SessionStats
 
 AUDIO_BACKLOG_S = 0.5   # most live audio that may wait for the engine; older audio is dropped beyond it
@@ -23,8 +24,9 @@ class Capture:
     """Reads `source` until it ends, `limit` samples, or stop; a file is paced like a mic when asked."""
 
     def __init__(self, source, counters: SessionStats, *, live: bool, pace_file: bool,
-                 limit: int | None = None, delayed_mic=None):
+                 limit: int | None = None, delayed_mic=None, gate: NoiseGate | None = None):
         self.source, self.counters = source, counters
+        self.gate = gate   # what the avatar hears only; None: off (see set_gate)
         self.pace_file, self.limit, self.delayed_mic = pace_file, limit, delayed_mic
         backlog = max(2, -(-int(AUDIO_BACKLOG_S * SAMPLE_RATE) // source.block_size))
         self.audio_q: queue.Queue = queue.Queue(maxsize=backlog if live else 0)
@@ -51,10 +53,22 @@ class Capture:
             clock.add(len(block), now)
             if self.delayed_mic is not None:
                 self.delayed_mic.push(block, now - len(block) / SAMPLE_RATE)
+            gate = self.gate
+            if gate is not None:
+                block = gate(block)
             self._put(clock.samples - len(block), block)
             if limit is not None and clock.samples >= limit:
                 break
         self.audio_q.put(END)
+
+    def set_gate(self, threshold_db: float | None) -> None:
+        """Move the noise gate's threshold while streaming (None: off); the capture thread sees it next block."""
+        if threshold_db is None:
+            self.gate = None
+        elif self.gate is None:
+            self.gate = NoiseGate(threshold_db)
+        else:
+            self.gate.threshold_db = threshold_db
 
     def _put(self, start: int, block: np.ndarray) -> None:
         """Queue a block captured at stream sample `start`; when full, drop the oldest waiting block."""

@@ -41,6 +41,8 @@ class AudioSettings:
     delay_auto: bool = True  # delay = measured engine latency
     delay_s: float = field(default=0.0, metadata=_range(0.0, 10.0))  # used when delay_auto is off
     vad: bool = False  # voice-activity gate (silero-vad): what is not speech reaches the engine as silence
+    noise_gate_db: float | None = field(default=None, metadata=_range(-90.0, 0.0))  # below it the avatar hears
+    # silence (dBFS, the Devices page meter; dragged there); None: off
 
 
 @dataclass

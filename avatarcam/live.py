@@ -19,6 +19,7 @@ from .config import Settings
 from .engine_setup import Engine, open_engine, warm
 from .engine_worker import EngineWorker
 from .errors import AvatarCamError, ConfigError, DeviceError
+from .noise_gate import NoiseGate
 from .outputs import PreviewSink, RecorderSink
 from .pacer import Pacer
 from .sinks import FanoutSink, Sink, VirtualCamera
@@ -74,7 +75,8 @@ class LiveRun:
         self.capture = Capture(self.source, self.counters, live=self.realtime,
                                pace_file=o.audio_file is not None and self.realtime,
                                limit=None if o.duration_s is None else int(o.duration_s * SAMPLE_RATE),
-                               delayed_mic=self.delayed_mic)
+                               delayed_mic=self.delayed_mic,
+                               gate=None if s.audio.noise_gate_db is None else NoiseGate(s.audio.noise_gate_db))
         measure = o.audio_file is None or self.realtime
         self.timing = Timing(self.capture.clock, stream.fps, measure=measure)
         out_fps = s.camera.fps if self.camera is not None else stream.fps

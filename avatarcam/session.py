@@ -177,6 +177,12 @@ class Session:
     def muted(self) -> bool:
         return self._muted
 
+    def set_noise_gate(self, threshold_db: float | None) -> None:
+        """Move the noise gate (dBFS; None: off) for this stream and the next, as the Devices page meter is dragged."""
+        self.settings.audio.noise_gate_db = threshold_db
+        if self._run is not None:
+            self._run.capture.set_gate(threshold_db)
+
     # -- threads ---------------------------------------------------------------------------------
     def _guard(self, run: Callable[[threading.Event], None]) -> Callable[[], None]:
         def guarded():

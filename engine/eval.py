@@ -83,6 +83,7 @@ class EvalConfig:
     ablations: tuple[str, ...] = tuple(VARIANTS)
     picture_avatars: int = 4                 # held-out avatars (glasses and hats among them) for the picture
     picture_seconds: float = 60.0            # ... each on this much held-out speech with silences
+    creator_avatars: int = 2                 # creator-made mixes (engine.eval_creator), on the same speech
     sheets: str | None = None                # contact sheets: <sheets>_frames.png and <sheets>_eyes.png
     rig: bool = True                         # cartoon avatars drawn by their rig (False: the learned decoder)
 
@@ -90,7 +91,7 @@ class EvalConfig:
     def quick(cls, **changes) -> "EvalConfig":
         base = dict(lipsync_clips=2, lipsync_seconds=3.0, rollout_seconds=12.0, segment_seconds=3.0,
                     ablation_seconds=6.0, clip_seconds=3.0, gap_seconds=(0.4, 1.0), workers=1,
-                    picture_avatars=1, picture_seconds=8.0)
+                    picture_avatars=1, picture_seconds=8.0, creator_avatars=1)
         base.update(changes)
         return cls(**base)
 
@@ -215,6 +216,7 @@ class StreamJob:
     truth_controls: np.ndarray | None = None   # also probe these controls' rendered round trips (the ceiling)
     picture: bool = False           # also record the picture measures (engine.eval_picture) and keep frames
     rig: bool = True                # draw the cartoon avatar with its rig when the card has a reader
+    creator: bool = False           # the avatar is engine.toon.creator.sample_creator(avatar_seed)
 
 
 def truth_round_trip_open(stream, identity, controls: np.ndarray, probe) -> np.ndarray:
@@ -240,6 +242,7 @@ def run_stream(job: StreamJob) -> dict:
     from engine.probe import MouthProbe
     from engine.stream import AvatarStream
     from engine.toon import random_identity, render_portrait
+    from engine.toon.creator import sample_creator
 
     if job.threads:
         torch.set_num_threads(job.threads)
@@ -248,7 +251,7 @@ def run_stream(job: StreamJob) -> dict:
         card = dataclasses.replace(card, weights=str(Path(job.weights).resolve()))
     stream = AvatarStream(card, seed=job.seed, baseline=job.baseline, **job.overrides)
     probe = MouthProbe.load(job.probe)
-    identity = random_identity(job.avatar_seed)
+    identity = sample_creator(job.avatar_seed) if job.creator else random_identity(job.avatar_seed)
     stream.start(render_portrait(identity, card.width), identity=identity if job.rig else None)
     reference = stream.decoder.decode(stream.sampler.ref)[0]      # the portrait as the decoder draws it
     ref_f = reference.astype(np.float32)
@@ -263,7 +266,7 @@ def run_stream(job: StreamJob) -> dict:
     pic = None
     if job.picture:
         from engine.eval_picture import Geometry, PictureRecorder
-        pic = PictureRecorder(Geometry.of(job.avatar_seed, card.width), n)
+        pic = PictureRecorder(Geometry.of(job.avatar_seed, card.width, identity), n)
         outside = pic.geo.outside_mouth()
     prev: np.ndarray | None = None
     done = 0
@@ -300,7 +303,7 @@ def run_stream(job: StreamJob) -> dict:
     wall = time.perf_counter() - t0
     log.info("%s: %d frames in %.0f s (%.1f frames/s)", job.name, done, wall, done / max(wall, 1e-9))
     if job.truth_controls is not None:
-        rec["open_truth_frames"] = truth_round_trip_open(stream, random_identity(job.avatar_seed),
+        rec["open_truth_frames"] = truth_round_trip_open(stream, identity,
                                                          job.truth_controls, probe)
     if pic is not None:
         rec.update(pic.rec)
@@ -556,6 +559,10 @@ def evaluate(cfg: EvalConfig) -> dict:
     for a in pic_avatars:
         jobs.append(StreamJob(f"picture:{a}", audio=pic_program.audio[: n_pic * spf], avatar_seed=a, picture=True,
                               **common))
+    creators = list(range(cfg.first_seed + 2000, cfg.first_seed + 2000 + cfg.creator_avatars))
+    for c in creators:
+        jobs.append(StreamJob(f"creator:{c}", audio=pic_program.audio[: n_pic * spf], avatar_seed=c, picture=True,
+                              creator=True, **common))
     # seed-locked glitches: the same avatar on other audio with the same noise seed, and with another seed
     other = heldout_program(cfg.first_seed + 300, cfg.picture_seconds, cfg.clip_seconds, cfg.gap_seconds, fps,
                             cfg.seed + 2)
@@ -625,6 +632,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     stability["target_drift_within_2pct"] = abs(stability["drift_mad"]) <= 0.02
 
     picture = picture_section(results, pic_avatars, pic_program.truth, program.truth, avatar, fps, cfg.sheets)
+    from engine.eval_creator import creator_section
+    picture["creators"] = creator_section(results, creators, pic_program.truth, fps, silent_mask)
     picture["seed_locked_glitches"] = glitch_summary(results, f"picture:{glitch_avatar}" if pic_avatars else "rollout")
 
     # ablations on the same audio
@@ -886,6 +895,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sheets", default="docs/eval_toon", help="contact sheets prefix ('' for none): _frames.png, _eyes.png")
     p.add_argument("--picture-avatars", type=int)
     p.add_argument("--picture-seconds", type=float)
+    p.add_argument("--creator-avatars", type=int, help="creator-made avatar mixes to stream (default 2)")
     p.add_argument("--no-rig", action="store_true",
                    help="draw every avatar with the learned reference decoder, not the cartoon rig")
     p.add_argument("--rerender", action="store_true",
@@ -905,7 +915,7 @@ def main(argv: list[str] | None = None) -> None:
                                  "rollout_seconds": args.rollout_seconds, "ablation_seconds": args.ablation_seconds,
                                  "lipsync_clips": args.lipsync_clips, "workers": args.workers,
                                  "threads": args.threads, "picture_avatars": args.picture_avatars,
-                                 "picture_seconds": args.picture_seconds,
+                                 "picture_seconds": args.picture_seconds, "creator_avatars": args.creator_avatars,
                                  "sheets": args.sheets or None, "rig": False if args.no_rig else None}.items()
                if v is not None}
     if args.ablations:

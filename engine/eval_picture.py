@@ -75,10 +75,10 @@ class Geometry:
     mouth_box: tuple[int, int, int, int]
 
     @classmethod
-    def of(cls, avatar_seed: int, size: int) -> "Geometry":
+    def of(cls, avatar_seed: int, size: int, identity=None) -> "Geometry":
         from engine.toon import random_identity, render_portrait
         from engine.toon.regions import eye_box, eye_boxes, mouth_box
-        ident = random_identity(avatar_seed)
+        ident = identity if identity is not None else random_identity(avatar_seed)
         return cls(render_portrait(ident, size), eye_box(ident, size), eye_boxes(ident, size), mouth_box(ident, size))
 
     def crop(self, img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -46,6 +46,9 @@ def test_eval_json_has_every_section_and_field(quick_run):
         assert {"psnr_silence", "eye_edge_ratio_silence", "smear_ratio", "jitter_outside_mouth_silence",
                 "blinks_per_min_silence", "lost_eye_frames", "decode_ms_per_frame"} <= set(p)
         assert p["frames"] > 0 and p["silent_frames"] > 0
+    assert len(pic["creators"]) == 1       # quick: one creator-made mix, measured like the picture avatars
+    for c in pic["creators"].values():
+        assert c["frames"] > 0 and {"psnr_silence", "open_speaking", "open_silent", "look"} <= set(c)
     assert set(pic["targets_on_worst"]) == {"psnr_silence_ge_30", "eye_edge_ratio_ge_0.8", "smear_ratio_le_1.5",
                                             "no_lost_eye", "jitter_le_0.5", "blinks_8_to_20_per_min"}
     pooled = r["lipsync"]["pooled"]

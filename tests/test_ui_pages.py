@@ -176,7 +176,7 @@ def test_a_recording_path_in_a_missing_folder_is_refused(ui_app, ui_home, tmp_pa
 
 def test_audio_file_option_replaces_the_microphone(ui_app, speech_wav, tmp_path):
     app = ui_app()
-    page = app.window.pages["devices"]
+    page = app.window.pages["devices"].mic_card
     page.use_file.setChecked(True)
     page.audio_path.setText(str(tmp_path / "missing.wav"))
     page.audio_path.editingFinished.emit()
@@ -190,8 +190,9 @@ def test_audio_file_option_replaces_the_microphone(ui_app, speech_wav, tmp_path)
 def test_level_meter_follows_a_real_microphone(ui_app, qtbot, mic_feeder):
     """Real PulseAudio virtual mic -> PortAudio -> MicSource on the meter's thread -> the bar."""
     import numpy as np
-    page = ui_app().window.pages["devices"]
-    page.refresh_devices()
+    devices = ui_app().window.pages["devices"]
+    devices.refresh_devices()
+    page = devices.mic_card
     page.listen_btn.setChecked(True)
     qtbot.waitUntil(lambda: page.mic_msg.text().startswith("Listening"), timeout=10000)
     t = np.arange(16000 * 3) / 16000

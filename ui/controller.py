@@ -114,6 +114,13 @@ class AppController(QObject):
             self.message.emit("info", f"Switched to {avatar.name}.", None)
         self.avatars_changed.emit()
 
+    def set_noise_gate(self, db: float | None) -> None:
+        """Save the noise gate's threshold (None: off) and move it in a running stream, without a restart."""
+        self.settings.audio.noise_gate_db = db
+        self.save()
+        if self.session is not None and self.session.running:
+            self.session.set_noise_gate(db)
+
     def model_name(self) -> str:
         return model_for(self.settings, None, self.current_avatar())
 

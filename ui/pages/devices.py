@@ -4,23 +4,21 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSpinBox, QWidget)
 
-from avatarcam.audio import list_input_devices, list_output_devices, refresh_devices
+from avatarcam.audio import list_output_devices
 
 from ..controller import AppController
 from ..theme import GRID
-from ..widgets import Card, LevelBar, Page, inline_message, muted, show_message
-from ..workers import LevelMeter
+from ..widgets import Card, Page, inline_message, muted, show_message
+from .mic_card import MicCard
 
 log = logging.getLogger(__name__)
 
 RESOLUTIONS = ((640, 360), (854, 480), (1280, 720), (1920, 1080))
 BACKENDS = (("Automatic", None), ("v4l2loopback (Linux)", "v4l2loopback"), ("OBS Virtual Camera", "obs"),
             ("Unity Capture (Windows)", "unitycapture"))
-AUDIO_FILTER = "Audio (*.wav *.mp3 *.flac *.ogg *.m4a *.aac *.opus);;All files (*)"
 
 
 class DevicesPage(Page):
@@ -34,50 +32,9 @@ class DevicesPage(Page):
         self._loading = True
         s = controller.settings
 
-        # -- microphone -----------------------------------------------------------------------
-        mic = Card("Microphone")
-        row = QHBoxLayout()
-        row.setSpacing(GRID)
-        self.mic = QComboBox()
-        self.mic.setMinimumWidth(280)
-        self.mic.currentIndexChanged.connect(self._mic_changed)
-        row.addWidget(self.mic, 1)
-        self.refresh_btn = QPushButton("Refresh")
-        self.refresh_btn.clicked.connect(self.refresh_devices)
-        row.addWidget(self.refresh_btn)
-        mic.add(row)
-        lrow = QHBoxLayout()
-        lrow.setSpacing(2 * GRID)
-        self.listen_btn = QPushButton("Test microphone")
-        self.listen_btn.setCheckable(True)
-        self.listen_btn.toggled.connect(self._listen_toggled)
-        lrow.addWidget(self.listen_btn)
-        self.level = LevelBar()
-        lrow.addWidget(self.level, 1)
-        self.level_text = QLabel("–")
-        self.level_text.setObjectName("statLabel")
-        self.level_text.setMinimumWidth(72)
-        self.level_text.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
-        lrow.addWidget(self.level_text)
-        mic.add(lrow)
-        self.mic_msg = inline_message()
-        mic.add(self.mic_msg)
-        self.use_file = QCheckBox("Use an audio file instead of the microphone (plays like a live voice)")
-        self.use_file.toggled.connect(self._file_changed)
-        mic.add(self.use_file)
-        frow = QHBoxLayout()
-        frow.setSpacing(GRID)
-        self.audio_path = QLineEdit()
-        self.audio_path.setPlaceholderText("A speech recording: wav, mp3, flac, m4a…")
-        self.audio_path.editingFinished.connect(self._file_changed)
-        frow.addWidget(self.audio_path, 1)
-        self.audio_browse = QPushButton("Browse…")
-        self.audio_browse.clicked.connect(self._browse_audio)
-        frow.addWidget(self.audio_browse)
-        mic.add(frow)
-        self.file_msg = inline_message()
-        mic.add(self.file_msg)
-        self.body.addWidget(mic)
+        self.mic_card = MicCard(controller)
+        self.mic_card.refresh_btn.clicked.connect(self.refresh_devices)
+        self.body.addWidget(self.mic_card)
 
         # -- camera ---------------------------------------------------------------------------
         cam = Card("Virtual camera", "Video apps (Zoom, Meet, OBS) see the avatar as a webcam.")
@@ -165,11 +122,6 @@ class DevicesPage(Page):
                       "sync settings get matching lips and voice."))
         self.body.addWidget(rec)
         self.body.addStretch(1)
-
-        self.meter = LevelMeter(self)
-        self.meter.level.connect(self._show_level)
-        self.meter.failed.connect(self._meter_failed)
-        self.meter.opened.connect(lambda name: show_message(self.mic_msg, f"Listening to {name}.", "note"))
         self.load()
 
     # -- loading --------------------------------------------------------------------------------
@@ -177,7 +129,8 @@ class DevicesPage(Page):
         self._loading = True
         try:
             s = self.controller.settings
-            self._fill_devices()
+            self.mic_card.load()
+            self._fill_outputs()
             self.cam_enabled.setChecked(s.camera.enabled)
             i = self.backend.findData(s.camera.backend)
             if i < 0:
@@ -193,27 +146,12 @@ class DevicesPage(Page):
             self.mirror.setChecked(s.camera.mirror)
             self.record.setChecked(bool(s.output.record))
             self.record_path.setText(s.output.record or "")
-            self.use_file.setChecked(self.controller.audio_file is not None)
-            self.audio_path.setText(str(self.controller.audio_file or ""))
         finally:
             self._loading = False
         self._update_enabled()
 
-    def _fill_devices(self) -> None:
+    def _fill_outputs(self) -> None:
         s = self.controller.settings
-        self.mic.blockSignals(True)
-        self.mic.clear()
-        self.mic.addItem("System default", None)
-        inputs = list_input_devices()
-        for d in inputs:
-            self.mic.addItem(f"{d.name}" + ("  (default)" if d.is_default else ""), d.name)
-        if s.audio.mic is not None and self.mic.findData(s.audio.mic) < 0:
-            self.mic.addItem(f"{s.audio.mic} (not connected)", s.audio.mic)
-        self.mic.setCurrentIndex(max(0, self.mic.findData(s.audio.mic)))
-        self.mic.blockSignals(False)
-        if not inputs:
-            show_message(self.mic_msg, "No microphones found: PortAudio or the sound server is not available "
-                                       "(Linux: install libportaudio2 and check that PulseAudio or PipeWire runs).")
         self.delayed.blockSignals(True)
         self.delayed.clear()
         self.delayed.addItem("Off", None)
@@ -226,18 +164,15 @@ class DevicesPage(Page):
 
     def refresh_devices(self) -> None:
         """Re-scan PortAudio (devices plugged in after start-up)."""
-        listening = self.listen_btn.isChecked()
-        self.listen_btn.setChecked(False)
-        self.meter.wait(3)
-        if not self.controller.live:
-            refresh_devices()  # closes every open stream, so never while streaming
+        listening = self.mic_card.pause_for_rescan()
         self._loading = True
         try:
-            self._fill_devices()
+            self.mic_card.fill_mics()
+            self._fill_outputs()
         finally:
             self._loading = False
         if listening:
-            self.listen_btn.setChecked(True)
+            self.mic_card.listen_btn.setChecked(True)
 
     def _update_enabled(self) -> None:
         custom = self.resolution.currentData() is None
@@ -250,70 +185,10 @@ class DevicesPage(Page):
             self.height_spin.setEnabled(False)
         self.record_path.setEnabled(self.record.isChecked())
         self.record_browse.setEnabled(self.record.isChecked())
-        use_file = self.use_file.isChecked()
-        self.audio_path.setEnabled(use_file)
-        self.audio_browse.setEnabled(use_file)
-        self.mic.setEnabled(not use_file)
-        self.listen_btn.setEnabled(not use_file)
-
-    # -- microphone -----------------------------------------------------------------------------
-    def _mic_changed(self) -> None:
-        if self._loading:
-            return
-        self.controller.settings.audio.mic = self.mic.currentData()
-        self.controller.save()
-        if self.listen_btn.isChecked():
-            self.meter.start(self.mic.currentData())
-
-    def _listen_toggled(self, on: bool) -> None:
-        if on:
-            show_message(self.mic_msg, "")
-            self.meter.start(self.mic.currentData())
-            self.listen_btn.setText("Stop test")
-        else:
-            self.meter.stop()
-            self.listen_btn.setText("Test microphone")
-            self.level.set_level(-90)
-            self.level_text.setText("–")
-
-    def _show_level(self, db: float) -> None:
-        if self.listen_btn.isChecked():
-            self.level.set_level(db)
-            self.level_text.setText(f"{db:.0f} dBFS" if db > -90 else "silent")
-
-    def _meter_failed(self, text: str) -> None:
-        self.listen_btn.setChecked(False)
-        show_message(self.mic_msg, text)
 
     def hideEvent(self, event) -> None:
-        self.listen_btn.setChecked(False)  # never keep a microphone open that nobody looks at
+        self.mic_card.listen_btn.setChecked(False)  # never keep a microphone open that nobody looks at
         super().hideEvent(event)
-
-    def _file_changed(self) -> None:
-        if self._loading:
-            return
-        self._update_enabled()
-        text = self.audio_path.text().strip()
-        if not self.use_file.isChecked():
-            self.controller.audio_file = None
-            show_message(self.file_msg, "")
-        elif not text:
-            self.controller.audio_file = None
-            show_message(self.file_msg, "Choose an audio file, or untick the box to use the microphone.", "note")
-        elif not Path(text).expanduser().is_file():
-            self.controller.audio_file = None
-            show_message(self.file_msg, f"No file at {text}.")
-        else:
-            self.controller.audio_file = Path(text).expanduser()
-            show_message(self.file_msg, "")
-            self.listen_btn.setChecked(False)
-        self.controller.settings_changed.emit()
-
-    def _browse_audio(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Speak with an audio file", str(Path.home()), AUDIO_FILTER)
-        if path:
-            self.audio_path.setText(path)
-            self._file_changed()
 
     # -- camera / recording ---------------------------------------------------------------------
     def _resolution_picked(self) -> None:
