@@ -72,6 +72,8 @@ class ObsSettings:
     mic_input: str = "Mic/Aux"
     sync_offset_auto: bool = True  # mic sync offset = measured engine latency
     sync_offset_ms: int = field(default=0, metadata=_range(-950, 20000))  # obs-websocket's limits
+    keyed: bool = False  # a green-screen avatar goes into keyed_scene as a camera source with a Chroma Key
+    keyed_scene: str | None = None  # None: the scene above
 
 
 @dataclass

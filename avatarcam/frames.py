@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def fit_letterbox(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Scale ``frame`` (HxWx3 uint8) to fit ``width`` x ``height`` keeping its aspect; pad with black."""
+def fit_letterbox(frame: np.ndarray, width: int, height: int, pad: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """Scale ``frame`` (HxWx3 uint8) to fit ``width`` x ``height`` keeping its aspect; pad with ``pad``."""
     h, w = frame.shape[:2]
     if (w, h) == (width, height):
         return frame
@@ -19,7 +19,8 @@ def fit_letterbox(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     from PIL import Image
 
     scaled = np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize((nw, nh), Image.BILINEAR))
-    out = np.zeros((height, width, 3), np.uint8)
+    out = np.empty((height, width, 3), np.uint8)
+    out[:] = pad
     y0, x0 = (height - nh) // 2, (width - nw) // 2
     out[y0:y0 + nh, x0:x0 + nw] = scaled
     return out

@@ -19,6 +19,7 @@ from .config import Settings
 from .engine_setup import Engine, open_engine, warm
 from .engine_worker import EngineWorker
 from .errors import AvatarCamError, ConfigError, DeviceError
+from .keying import green_screen, keyed_source
 from .noise_gate import NoiseGate
 from .outputs import PreviewSink, RecorderSink
 from .pacer import Pacer
@@ -64,9 +65,9 @@ class LiveRun:
         if o.record:
             self.recorder = RecorderSink(Path(o.record), *stream.size, stream.fps,
                                          warn=lambda m: warn(m, None)).open()
-        self.camera = _open_camera(s, o, warn)
+        self.camera = _open_camera(s, o, warn, pad=green_screen(o.avatar_identity))
         self.delayed_mic = _open_delayed_mic(s, o, stream.expected_latency_s, warn)
-        self.obs = _open_obs(s, o, on_status=lambda st: emit("obs", st))
+        self.obs = _open_obs(s, o, on_status=lambda st: emit("obs", st), warn=warn)
         live = [self.camera] if self.camera is not None else []
         if o.preview:
             live.append(PreviewSink(lambda frame: emit("frame", frame)))
@@ -156,12 +157,13 @@ def _open_source(s: Settings, o: SessionOptions):
     return src
 
 
-def _open_camera(s: Settings, o: SessionOptions, warn) -> Sink | None:
-    """The virtual camera, if wanted; missing is a warning unless asked for explicitly (--camera)."""
+def _open_camera(s: Settings, o: SessionOptions, warn, pad: tuple[int, int, int] | None = None) -> Sink | None:
+    """The virtual camera, if wanted; missing is a warning unless asked for explicitly (--camera).
+    `pad`: the letterbox colour (a green-screen avatar's key, so OBS keys the bars away too)."""
     if not (s.camera.enabled if o.camera is None else o.camera):
         return None
     cam = VirtualCamera(s.camera.width, s.camera.height, s.camera.fps, device=s.camera.device,
-                        backend=s.camera.backend, mirror=s.camera.mirror)
+                        backend=s.camera.backend, mirror=s.camera.mirror, pad=pad or (0, 0, 0))
     try:
         cam.open()
     except DeviceError as exc:
@@ -187,13 +189,13 @@ def _open_delayed_mic(s: Settings, o: SessionOptions, expected_latency_s: float,
     return mic
 
 
-def _open_obs(s: Settings, o: SessionOptions, on_status: Callable[[str], None]):
+def _open_obs(s: Settings, o: SessionOptions, on_status: Callable[[str], None], warn):
     if not (s.obs.enabled if o.obs is None else o.obs):
         return None
     from .obs import ObsConfig, ObsController
     cfg = ObsConfig(host=s.obs.host, port=s.obs.port, password=s.obs.password, scene=s.obs.scene or None,
                     source=s.obs.source or None, mic_input=s.obs.mic_input or None,
-                    auto_sync_offset=s.obs.sync_offset_auto)
+                    auto_sync_offset=s.obs.sync_offset_auto, keyed=keyed_source(s, o.avatar_identity, warn))
     obs = ObsController(cfg, on_status=on_status)
     obs.connect()
     obs.start_stream_scene()

@@ -117,7 +117,8 @@ class VirtualCamera(Sink):
     """
 
     def __init__(self, width: int = 1280, height: int = 720, fps: float = 25, device: str | None = None,
-                 backend: str | None = None, fmt: str | None = None, mirror: bool = False):
+                 backend: str | None = None, fmt: str | None = None, mirror: bool = False,
+                 pad: tuple[int, int, int] = (0, 0, 0)):
         if width <= 0 or height <= 0 or fps <= 0:
             raise ConfigError(f"camera size and fps must be positive, got {width}x{height} @ {fps}")
         if sys.platform == "darwin" and backend in (None, "obs") and (width, height) != MACOS_CAMERA_SIZE:
@@ -129,6 +130,7 @@ class VirtualCamera(Sink):
         self._device_req, self._backend_req = device, backend
         self._fmt_req = None if fmt is None else str(fmt).upper()
         self.mirror = mirror
+        self.pad = pad   # letterbox bars: black, or a green-screen avatar's key colour
         self.fmt = "RGB"
         self._cam = None
         self.frames_sent = 0
@@ -185,7 +187,7 @@ class VirtualCamera(Sink):
         _check_frame(frame)
         if self.mirror:
             frame = frame[:, ::-1]
-        frame = fit_letterbox(frame, self.width, self.height)
+        frame = fit_letterbox(frame, self.width, self.height, self.pad)
         self._cam.send(convert_rgb(np.ascontiguousarray(frame), self.fmt))
         self.frames_sent += 1
 

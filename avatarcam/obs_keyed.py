@@ -1,0 +1,179 @@
+"""The avatar cut out over the user's OBS scene: a capture source of AvatarCam's camera with a Chroma Key.
+
+Why over obs-websocket: a virtual camera cannot carry transparency, so the avatar stands on a
+green screen (a creator background, `engine.toon.chroma`) and OBS keys it out. AvatarCam owns one
+input (`KeyedSource.input_name`): it creates or updates it in the chosen scene with a filter tuned
+to the avatar's key colour, and removes it on restore, so the scene is as it was. Where the user
+moved and sized it is kept in a small file and applied the next time it is created.
+
+Input kinds per OS (the camera AvatarCam writes to): Linux `v4l2_input` (device_id, the
+v4l2loopback device, /dev/video10 by default); Windows `dshow_input` (video_device_id, "OBS Virtual
+Camera:"); macOS `av_capture_input_v2` (device_name, "OBS Virtual Camera").
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from engine.toon.chroma import KeyTuning
+from engine.toon.identity import Color
+
+from .obs_link import Failed, Link, obsreq
+
+log = logging.getLogger("avatarcam.obs")
+
+FILTER_KIND = "chroma_key_filter_v2"
+_LAYOUT_KEYS = ("positionX", "positionY", "rotation", "scaleX", "scaleY", "alignment", "cropLeft", "cropRight",
+                "cropTop", "cropBottom")
+_BOUNDS_KEYS = ("boundsType", "boundsAlignment", "boundsWidth", "boundsHeight")
+
+
+def camera_input(device: str | None, platform: str = sys.platform) -> tuple[str, dict]:
+    """(OBS input kind, its settings) that capture AvatarCam's virtual camera on this OS."""
+    if platform.startswith("win"):
+        return "dshow_input", {"video_device_id": f"{device or 'OBS Virtual Camera'}:"}
+    if platform == "darwin":
+        return "av_capture_input_v2", {"device_name": device or "OBS Virtual Camera"}
+    return "v4l2_input", {"device_id": device or "/dev/video10"}
+
+
+def obs_colour(colour: Color) -> int:
+    """OBS stores colours as 0xAABBGGRR."""
+    r, g, b = colour
+    return 0xFF000000 | (b << 16) | (g << 8) | r
+
+
+@dataclass
+class KeyedSource:
+    """What to put in OBS: where, capturing what, keyed on which colour."""
+
+    scene: str                                   # the scene the keyed avatar goes into
+    key: Color                                   # the avatar's green-screen colour
+    input_kind: str = ""                         # "" : camera_input(device) for this OS
+    input_settings: dict = field(default_factory=dict)
+    device: str | None = None                    # the virtual camera (settings camera.device)
+    input_name: str = "AvatarCam (keyed)"
+    filter_name: str = "AvatarCam chroma key"
+    filter_kind: str = FILTER_KIND
+    tuning: KeyTuning = field(default_factory=KeyTuning)
+    layout_file: Path | None = None              # where the user's position and size are kept
+
+    def source(self) -> tuple[str, dict]:
+        return (self.input_kind, self.input_settings) if self.input_kind else camera_input(self.device)
+
+    def filter_settings(self) -> dict:
+        t = self.tuning
+        return {"key_color_type": "custom", "key_color": obs_colour(self.key), "similarity": t.similarity,
+                "smoothness": t.smoothness, "spill": t.spill}
+
+
+class KeyedCamera:
+    """`place` the keyed source (create or update), `remove` it and remember where the user left it."""
+
+    def __init__(self, cfg: KeyedSource, warn: Callable[[Failed, str], None]):
+        self.cfg, self._warn = cfg, warn
+        self.placed = False
+
+    def place(self, link: Link) -> None:
+        cfg = self.cfg
+        self.placed = True
+        kind, settings = cfg.source()
+        try:
+            item = self._input_in_scene(link, kind, settings)
+        except Failed as e:
+            if e.code == 600 and cfg.scene in str(e.comment):
+                self._warn(e, f"The OBS scene {cfg.scene!r} no longer exists: pick a scene in AvatarCam's OBS "
+                              "settings (the avatar still streams to the camera)")
+            else:
+                self._warn(e, f"OBS could not add the camera source ({kind}); add it by hand")
+            return
+        self._apply_layout(link, item)
+        try:
+            self._filter(link)
+        except Failed as e:
+            self._warn(e, f"This OBS has no {cfg.filter_kind!r} filter (OBS 27+ has it): key the source "
+                          f"{cfg.input_name!r} by hand with a Chroma Key on {cfg.key}")
+
+    def remove(self, link: Link) -> None:
+        cfg = self.cfg
+        self.placed = False
+        try:
+            item = link.call(obsreq.GetSceneItemId(sceneName=cfg.scene, sourceName=cfg.input_name)).datain["sceneItemId"]
+            self._save_layout(link.call(obsreq.GetSceneItemTransform(sceneName=cfg.scene, sceneItemId=item))
+                              .datain["sceneItemTransform"])
+            link.call(obsreq.RemoveSceneItem(sceneName=cfg.scene, sceneItemId=item))   # at once, unlike RemoveInput
+        except Failed:
+            pass   # the scene or the item is gone already: nothing to remember
+        try:
+            link.call(obsreq.RemoveInput(inputName=cfg.input_name))
+            log.info("OBS: removed %r", cfg.input_name)
+        except Failed as e:
+            if e.code != 600:   # 600: already gone
+                self._warn(e, f"Remove the source {cfg.input_name!r} in OBS by hand")
+
+    def _input_in_scene(self, link: Link, kind: str, settings: dict) -> int:
+        """The scene item of our input in the scene: the input updated, or created."""
+        cfg = self.cfg
+        exists = True
+        try:
+            link.call(obsreq.GetInputSettings(inputName=cfg.input_name))
+        except Failed:
+            exists = False
+        if not exists:
+            made = link.call(obsreq.CreateInput(sceneName=cfg.scene, inputName=cfg.input_name, inputKind=kind,
+                                                inputSettings=settings, sceneItemEnabled=True))
+            log.info("OBS: created %r (%s) in scene %r", cfg.input_name, kind, cfg.scene)
+            return int(made.datain["sceneItemId"])
+        link.call(obsreq.SetInputSettings(inputName=cfg.input_name, inputSettings=settings, overlay=True))
+        try:
+            return int(link.call(obsreq.GetSceneItemId(sceneName=cfg.scene, sourceName=cfg.input_name))
+                       .datain["sceneItemId"])
+        except Failed as e:
+            if e.code != 600 or cfg.input_name not in str(e.comment):
+                raise
+        return int(link.call(obsreq.CreateSceneItem(sceneName=cfg.scene, sourceName=cfg.input_name,
+                                                    sceneItemEnabled=True)).datain["sceneItemId"])
+
+    def _filter(self, link: Link) -> None:
+        cfg = self.cfg
+        try:
+            link.call(obsreq.GetSourceFilter(sourceName=cfg.input_name, filterName=cfg.filter_name))
+        except Failed:
+            link.call(obsreq.CreateSourceFilter(sourceName=cfg.input_name, filterName=cfg.filter_name,
+                                                filterKind=cfg.filter_kind, filterSettings=cfg.filter_settings()))
+            return
+        link.call(obsreq.SetSourceFilterSettings(sourceName=cfg.input_name, filterName=cfg.filter_name,
+                                                 filterSettings=cfg.filter_settings(), overlay=True))
+
+    # -- where the user left it ---------------------------------------------------------------------
+    def _save_layout(self, transform: dict) -> None:
+        path = self.cfg.layout_file
+        if path is None:
+            return
+        keep = {k: transform[k] for k in _LAYOUT_KEYS if k in transform}
+        if transform.get("boundsType", "OBS_BOUNDS_NONE") != "OBS_BOUNDS_NONE":
+            keep.update({k: transform[k] for k in _BOUNDS_KEYS if k in transform})
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(keep), encoding="utf-8")
+        except OSError as e:
+            log.warning("could not keep the keyed source's position in %s: %s", path, e)
+
+    def _apply_layout(self, link: Link, item: int) -> None:
+        path = self.cfg.layout_file
+        if path is None or not path.is_file():
+            return
+        try:
+            layout = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            log.warning("ignoring the saved position of the keyed source (%s): %s", path, e)
+            return
+        try:
+            link.call(obsreq.SetSceneItemTransform(sceneName=self.cfg.scene, sceneItemId=item,
+                                                   sceneItemTransform=layout))
+        except Failed as e:
+            self._warn(e, "Place the keyed avatar in the scene by hand")
