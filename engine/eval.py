@@ -472,6 +472,7 @@ def picture_section(results: dict, avatars: list[int], truth: np.ndarray, roll_t
         "psnr_silence": min(p["psnr_silence"] for p in per.values()),
         "eye_edge_ratio_silence": min(p["eye_edge_ratio_silence"] for p in per.values()),
         "smear_ratio": max(p["smear_ratio"] for p in per.values()),
+        "eye_sharpness_wide_vs_closed": min(p["eye_sharpness_wide_vs_closed"] for p in per.values()),
         "jitter_outside_mouth_silence": max(p["jitter_outside_mouth_silence"] for p in per.values()),
         "blinks_per_min_silence": per["rollout"]["blinks_per_min_silence"],
         "lost_eye_frames": sum(p["lost_eye_frames"] for p in per.values()),
@@ -857,7 +858,9 @@ def picture_report(pic: dict | None) -> list[str]:
     lines += ["", f"Targets on the worst run: PSNR >= 30 dB ({_fmt(w['psnr_silence'], 1)}): "
               f"**{yes(t['psnr_silence_ge_30'])}**; eye edge energy >= 80 % ({_fmt(w['eye_edge_ratio_silence'], 2)}): "
               f"**{yes(t['eye_edge_ratio_ge_0.8'])}**; smear ratio <= 1.5 ({_fmt(w['smear_ratio'], 2)}): "
-              f"**{yes(t['smear_ratio_le_1.5'])}**; no lost eye ({w['lost_eye_frames']} frames): "
+              f"**{yes(t['smear_ratio_le_1.5'])}**; eye sharpness on the widest-open frames >= 90 % of the "
+              f"closed-mouth frames' ({_fmt(w.get('eye_sharpness_wide_vs_closed'), 2)}): "
+              f"**{yes(t.get('eye_sharpness_ge_0.9', False))}**; no lost eye ({w['lost_eye_frames']} frames): "
               f"**{yes(t['no_lost_eye'])}**; jitter <= 0.5 ({_fmt(w['jitter_outside_mouth_silence'], 2)}): "
               f"**{yes(t['jitter_le_0.5'])}**; 8-20 blinks/min in silence on the rollout "
               f"({_fmt(w['blinks_per_min_silence'], 1)}): **{yes(t['blinks_8_to_20_per_min'])}**.", ""]

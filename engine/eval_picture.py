@@ -190,6 +190,7 @@ def picture_targets(s: dict) -> dict:
         "psnr_silence_ge_30": s["psnr_silence"] >= 30.0,
         "eye_edge_ratio_ge_0.8": s["eye_edge_ratio_silence"] >= 0.8,
         "smear_ratio_le_1.5": s["smear_ratio"] <= 1.5,
+        "eye_sharpness_ge_0.9": s.get("eye_sharpness_wide_vs_closed", float("nan")) >= 0.9,
         "no_lost_eye": s["lost_eye_frames"] == 0,
         "jitter_le_0.5": s["jitter_outside_mouth_silence"] <= 0.5,
         "blinks_8_to_20_per_min": 8.0 <= s["blinks_per_min_silence"] <= 20.0,

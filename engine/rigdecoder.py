@@ -114,9 +114,14 @@ def rig_matches(identity: Identity, image: np.ndarray, tolerance: float = 2.0) -
     return float(np.abs(drawn - image.astype(np.float32)).mean()) <= tolerance
 
 
-def calm_mouth(values: np.ndarray, closing: float = 0.15) -> np.ndarray:
-    """Width and rounding fade to neutral (0.5, 0) as the jaw closes (below `closing`): (N, 6) -> (N, 6)."""
+JAW_DEADZONE = 0.06    # jaw readings below this are the reader's noise on a shut mouth (silence: mean 0.02, sd 0.05)
+
+
+def calm_mouth(values: np.ndarray, closing: float = 0.15, deadzone: float = JAW_DEADZONE) -> np.ndarray:
+    """A shut mouth stays shut: jaw readings under `deadzone` draw it closed (the rest is rescaled to
+    keep 1 at 1), and width and rounding fade to neutral (0.5, 0) as the jaw closes (below `closing`)."""
     out = values.copy()
+    out[:, 0] = np.clip((out[:, 0] - deadzone) / (1.0 - deadzone), 0.0, 1.0)
     k = np.clip(out[:, 0] / closing, 0.0, 1.0)
     out[:, 1] = 0.5 + (out[:, 1] - 0.5) * k
     out[:, 2] = out[:, 2] * k
@@ -128,9 +133,11 @@ class IdleHead:
 
     Why: like the training clips' heads: a slow sway (three slow sines per axis, random rates and
     phases) plus a nod on each syllable (a fast minus a slow average of the jaw), both scaled by a
-    speaking envelope that rises over ~0.3 s of speech and settles ~0.5 s after it, so the head
+    speaking envelope (the jaw beyond SPEAKING, ~0.3 s to rise, ~0.25 s to settle), so the head
     is still in silence.
     """
+
+    SPEAKING = 0.1                               # jaw opening (after calm_mouth) that counts as speech
 
     AMPLITUDE = np.array([0.27, 0.16, 0.16])     # yaw, roll, nod: the clips' typical sway
 
@@ -151,8 +158,8 @@ class IdleHead:
         """(N,) jaw openings -> (N, 3) yaw, roll, nod in -1..1."""
         out = np.zeros((len(jaw), 3), np.float32)
         for i, j in enumerate(np.asarray(jaw, np.float64)):
-            speaking = float(j > 0.05)
-            self.env = self._ema(self.env, speaking, 0.3 if speaking > self.env else 0.5)
+            speaking = float(j > self.SPEAKING)
+            self.env = self._ema(self.env, speaking, 0.3 if speaking > self.env else 0.25)
             self.fast, self.slow = self._ema(self.fast, j, 0.06), self._ema(self.slow, j, 0.4)
             t = self.frame / self.fps
             sway = np.sin(2 * np.pi * self.rates * t + self.phases).sum(1) / np.sqrt(1.5)

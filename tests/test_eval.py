@@ -50,7 +50,8 @@ def test_eval_json_has_every_section_and_field(quick_run):
     for c in pic["creators"].values():
         assert c["frames"] > 0 and {"psnr_silence", "open_speaking", "open_silent", "look"} <= set(c)
     assert set(pic["targets_on_worst"]) == {"psnr_silence_ge_30", "eye_edge_ratio_ge_0.8", "smear_ratio_le_1.5",
-                                            "no_lost_eye", "jitter_le_0.5", "blinks_8_to_20_per_min"}
+                                            "eye_sharpness_ge_0.9", "no_lost_eye", "jitter_le_0.5",
+                                            "blinks_8_to_20_per_min"}
     pooled = r["lipsync"]["pooled"]
     assert set(pooled) >= {"best_lag", "r_best", "r_lag0", "lags", "r_by_lag", "silent_mean_open",
                            "speaking_mean_open", "silent_closed_fraction"}

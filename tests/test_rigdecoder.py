@@ -91,10 +91,11 @@ def test_idle_head_is_still_in_silence_and_sways_smoothly_while_speaking():
 
 def test_a_closed_mouth_is_one_calm_line():
     from engine.rigdecoder import calm_mouth
-    values = np.array([[0.0, 0.9, 0.8, 0, 0, 0], [0.6, 0.9, 0.8, 0, 0, 0]])
+    values = np.array([[0.05, 0.9, 0.8, 0, 0, 0], [0.6, 0.9, 0.8, 0, 0, 0], [1.0, 0.2, 0.0, 0, 0, 0]])
     out = calm_mouth(values)
-    assert out[0, 1] == 0.5 and out[0, 2] == 0.0                      # shut: neutral width, no rounding
-    assert np.allclose(out[1], values[1])                             # open: as read
+    assert out[0, 0] == 0.0 and out[0, 1] == 0.5 and out[0, 2] == 0.0    # noise on a shut mouth: shut, neutral
+    assert 0.5 < out[1, 0] < 0.6 and np.allclose(out[1, 1:], values[1, 1:])   # open: as read
+    assert out[2, 0] == 1.0
 
 
 def test_a_picture_that_is_not_the_seed_s_portrait_falls_back_to_the_learned_decoder(decoder):
