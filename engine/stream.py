@@ -46,29 +46,22 @@ class ToonDecoder:
 
     def __init__(self, card: ModelCard, device: str | torch.device, seed: int | None = 0):
         from .autoencoder import ToonAutoencoder
-        path = card.path(card.decoder.get("weights", "autoencoder.safetensors"))
-        try:
-            self.ae = ToonAutoencoder.load(path, map_location="cpu").to(device)
-        except FileNotFoundError as exc:
-            raise CheckpointError(f"model '{card.name}': decoder weights missing ({exc})") from exc
+        self.ae = _load_part(card, card.decoder.get("weights", "autoencoder.safetensors"), "decoder",
+                             lambda p: ToonAutoencoder.load(p, map_location="cpu").to(device))
         self.size = self.ae.cfg.image_size
         self.ref_decoder = None
         if card.decoder.get("reference"):
             from .refdecoder import BaseDecoder, RefDecoder
-            try:
-                self.ref_decoder = RefDecoder.load(card.path(card.decoder["reference"])).to(device)
-            except FileNotFoundError as exc:
-                raise CheckpointError(f"model '{card.name}': reference decoder weights missing ({exc})") from exc
+            self.ref_decoder = _load_part(card, card.decoder["reference"], "reference decoder",
+                                          lambda p: RefDecoder.load(p).to(device))
             self.ref_decoder = self.ref_decoder.to(memory_format=torch.channels_last)
             if self.ref_decoder.cfg.base:
                 self.ref_decoder.attach_base(BaseDecoder(self.ae))
         self.reader = None
         if card.decoder.get("rig"):
             from .rigdecoder import ControlReader
-            try:
-                self.reader = ControlReader.load(card.path(card.decoder["rig"])).to(device)
-            except FileNotFoundError as exc:
-                raise CheckpointError(f"model '{card.name}': rig control reader weights missing ({exc})") from exc
+            self.reader = _load_part(card, card.decoder["rig"], "rig control reader",
+                                     lambda p: ControlReader.load(p).to(device))
         self.out_size = int(card.width)     # frames are square at the card's size
         self.fps, self.seed = card.fps, seed
         blinks = card.decoder.get("idle_blinks", {})
@@ -128,6 +121,14 @@ class ToonDecoder:
         if self.blinks is not None:
             drive = torch.tensor(self.blinks.next(latents.shape[0]), dtype=latents.dtype)[:, None]
         return (self.fast_decode or self.ref_decoder.decode)(latents, self._ref, drive)
+
+
+def _load_part(card: ModelCard, name: str, what: str, load):
+    """One of the card's network files, or a CheckpointError naming the model and the missing part."""
+    try:
+        return load(card.path(name))
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"model '{card.name}': {what} weights missing ({exc})") from exc
 
 
 class IdleBlinks:
