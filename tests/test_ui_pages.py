@@ -9,6 +9,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QPalette
 
 from avatarcam.config import load_settings
+from engine.toon import random_identity
 from tests.fixtures_card import random_card  # noqa: F401
 from tests.fixtures_qt import portrait_png, quiet_settings, speech_wav, ui_app, ui_home  # noqa: F401
 
@@ -46,20 +47,20 @@ def test_dropping_a_picture_on_the_page_adds_it(ui_app, tmp_path):
 
 def test_reroll_changes_the_seed_and_create_draws_that_cartoon(ui_app):
     page = ui_app().window.pages["avatars"]
-    page.seed.setValue(5)
-    page.reroll_btn.click()
-    seed = page.seed.value()
+    page.creator.seed.setValue(5)
+    page.creator.reroll_btn.click()
+    seed = page.creator.seed.value()
     assert seed != 5
-    page.cartoon_btn.click()
+    page.creator.cartoon_btn.click()
     created = page.selected()
-    assert created.kind == "cartoon" and created.seed == seed
+    assert created.kind == "cartoon" and created.seed == seed and created.look is None
 
 
 def test_rename_and_delete_after_confirmation(ui_app):
     app = ui_app()
     page = app.window.pages["avatars"]
-    page.seed.setValue(7)
-    page.create_cartoon()
+    page.creator.set_look(random_identity(7))
+    page.creator.create()
     page.use_selected()
     page.name_edit.setText("Kim")
     page.prompt_edit.setPlainText("cheerful")
@@ -77,10 +78,10 @@ def test_rename_and_delete_after_confirmation(ui_app):
 
 def test_renaming_to_a_taken_name_explains_inline(ui_app):
     page = ui_app().window.pages["avatars"]
-    page.seed.setValue(1)
-    page.create_cartoon()
-    page.seed.setValue(2)
-    page.create_cartoon()
+    page.creator.set_look(random_identity(1))
+    page.creator.create()
+    page.creator.set_look(random_identity(2))
+    page.creator.create()
     page.name_edit.setText("Toon 1")
     assert not page.rename_selected()
     assert "already exists" in page.detail_msg.text()

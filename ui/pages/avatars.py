@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QPixmap, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListView,
-                               QPlainTextEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                               QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
 
 from avatarcam.avatars import Avatar
 from avatarcam.errors import AvatarCamError
@@ -17,6 +16,7 @@ from .. import icons, theme
 from ..controller import AppController
 from ..theme import GRID
 from ..widgets import Card, Page, inline_message, muted, show_message
+from .creator_card import CreatorCard
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ NAME_ROLE = Qt.UserRole + 1
 class AvatarsPage(Page):
     key = "avatars"
     title = "Avatars"
-    subtitle = "Pick who appears on camera. Drop a portrait here, or draw a cartoon from a seed."
+    subtitle = "Pick who appears on camera. Drop a portrait here, or build a cartoon below."
 
     def __init__(self, controller: AppController, parent: QWidget | None = None):
         super().__init__(parent)
@@ -71,25 +71,6 @@ class AvatarsPage(Page):
         self.add_error = inline_message()
         left.addWidget(self.add_error)
 
-        cartoon = Card("New cartoon avatar", "Every seed draws a different character; the same seed draws the "
-                                             "same one again.")
-        crow = QHBoxLayout()
-        crow.setSpacing(GRID)
-        crow.addWidget(QLabel("Seed"))
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
-        self.seed.setValue(secrets.randbelow(100000))
-        self.seed.setMinimumWidth(120)
-        crow.addWidget(self.seed)
-        self.reroll_btn = QPushButton(icons.icon("dice", c.text), "Re-roll")
-        self.reroll_btn.clicked.connect(self.reroll)
-        crow.addWidget(self.reroll_btn)
-        crow.addStretch(1)
-        self.cartoon_btn = QPushButton("Create cartoon")
-        self.cartoon_btn.clicked.connect(self.create_cartoon)
-        crow.addWidget(self.cartoon_btn)
-        cartoon.add(crow)
-        left.addWidget(cartoon)
         row.addLayout(left, 3)
 
         # -- right: the selected avatar ---------------------------------------------------------
@@ -152,6 +133,9 @@ class AvatarsPage(Page):
         self.details.layout_.addStretch(1)
         row.addWidget(self.details, 2)
         self.body.addLayout(row, 1)
+        self.creator = CreatorCard(controller)
+        self.creator.created.connect(self._created)
+        self.body.addWidget(self.creator)
 
         controller.avatars_changed.connect(self.refresh)
         controller.settings_changed.connect(self._placeholder_model)
@@ -212,7 +196,8 @@ class AvatarsPage(Page):
             return
         pix = QPixmap(str(a.image_path))
         self.big.setPixmap(pix.scaled(160, 160, Qt.KeepAspectRatio, Qt.SmoothTransformation))
-        origin = f"cartoon, seed {a.seed}" if a.kind == "cartoon" else \
+        origin = (f"cartoon made in the creator, seed {a.seed}" if a.look is not None else f"cartoon, seed {a.seed}") \
+            if a.kind == "cartoon" else \
             f"picture from {Path(a.source).name}" if a.source else "picture"
         current = self.controller.current_avatar()
         in_use = current is not None and current.slug == a.slug
@@ -244,19 +229,10 @@ class AvatarsPage(Page):
         self.controller.avatars_changed.emit()
         return avatar
 
-    def reroll(self) -> None:
-        self.seed.setValue(secrets.randbelow(2**31 - 1))
-
-    def create_cartoon(self) -> Avatar | None:
-        try:
-            avatar = self.controller.library.new_cartoon(seed=self.seed.value())
-        except AvatarCamError as exc:
-            show_message(self.add_error, f"Could not draw the cartoon: {exc}")
-            return None
+    def _created(self, name: str) -> None:
         show_message(self.add_error, "")
-        self.refresh(select=avatar.name)
+        self.refresh(select=name)
         self.controller.avatars_changed.emit()
-        return avatar
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
