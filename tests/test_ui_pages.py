@@ -284,3 +284,12 @@ def test_live_page_reports_dropped_audio(ui_app):
     live.show_stats(SessionStats(dropped_frames=3, repeated_frames=4, frames_shown=100, dropped_audio_s=2.5))
     assert live.tiles["drops"].value.text() == "3 / 4"
     assert live.tiles["drops"].detail.text() == "2.5 s of audio dropped · 100 frames shown"
+
+
+def test_obs_keyed_avatar_settings_are_saved(ui_app, ui_home):
+    card = ui_app().window.pages["obs"].keyed_card
+    card.keyed.setChecked(True)
+    card.scene.setEditText("Gaming")
+    card.scene.lineEdit().editingFinished.emit()
+    s = load_settings(ui_home.settings_path)
+    assert s.obs.keyed is True and s.obs.keyed_scene == "Gaming"

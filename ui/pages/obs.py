@@ -13,6 +13,7 @@ from avatarcam.obs import DEFAULT_PORT, ObsConfig, obs_lists, test_connection
 from ..controller import AppController
 from ..theme import GRID
 from ..widgets import Card, Page, inline_message, muted, show_message
+from .obs_keyed_card import KeyedCard
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ class ObsPage(Page):
         self.save_msg = inline_message()
         sync.add(self.save_msg)
         self.body.addWidget(sync)
+        self.keyed_card = KeyedCard(controller)
+        self.body.addWidget(self.keyed_card)
         self.body.addStretch(1)
         self.load()
 
@@ -126,6 +129,7 @@ class ObsPage(Page):
             self.mic_input.setEditText(o.mic_input)
             self.auto_sync.setChecked(o.sync_offset_auto)
             self.offset.setValue(o.sync_offset_ms)
+            self.keyed_card.load()
         finally:
             self._loading = False
         self.offset.setEnabled(not self.auto_sync.isChecked())
@@ -188,7 +192,7 @@ class ObsPage(Page):
         def done(lists: dict) -> None:
             self.fill_btn.setEnabled(True)
             for box, items in ((self.scene, lists["scenes"]), (self.source, lists["inputs"]),
-                               (self.mic_input, lists["audio"])):
+                               (self.mic_input, lists["audio"]), (self.keyed_card.scene, lists["scenes"])):
                 keep = box.currentText()
                 box.blockSignals(True)
                 box.clear()
