@@ -56,6 +56,7 @@ class VoicesConfig:
     max_lag: int = 6
     threads: int = 1
     seed: int = 0
+    rig: bool = True                      # cartoon avatars drawn by their rig, as the app does (False: learned decoder)
 
     @classmethod
     def quick(cls, **changes) -> "VoicesConfig":
@@ -160,14 +161,14 @@ def truth_mouth(stream, identity, controls: np.ndarray, probe, batch: int = 25) 
     return np.concatenate(reads)
 
 
-def stream_mouth(card, segment: Segment, probe, vad: bool, seed: int, ceiling: bool = False) -> dict:
+def stream_mouth(card, segment: Segment, probe, vad: bool, seed: int, ceiling: bool = False, rig: bool = True) -> dict:
     """Stream the segment a block at a time; the probe's (open, width, round) for every frame."""
     from engine.stream import AvatarStream
     from engine.toon.identity import random_identity
     from engine.toon.render import render_portrait
     stream = AvatarStream(card, seed=seed, vad=vad)
     identity = random_identity(segment.avatar)
-    stream.start(render_portrait(identity, card.width))
+    stream.start(render_portrait(identity, card.width), identity=identity if rig else None)
     chunk = stream.frames_per_block * int(round(SAMPLE_RATE / card.fps))
     reads, t0 = [], time.perf_counter()
     for i in range(0, len(segment.audio), chunk):
@@ -178,7 +179,7 @@ def stream_mouth(card, segment: Segment, probe, vad: bool, seed: int, ceiling: b
     if frames:
         reads.append(probe.read(np.stack(frames)))
     mouth = np.concatenate(reads)[: len(segment.truth)] if reads else np.zeros((0, 3), np.float32)
-    out = {"mouth": mouth, "wall_s": time.perf_counter() - t0}
+    out = {"mouth": mouth, "wall_s": time.perf_counter() - t0, "decoder": "rig" if stream.decoder.rigged else "learned"}
     if vad:
         out["vad_open_fraction"] = stream.audio.speech_chunks / max(1, stream.audio.chunks)
     if ceiling:
@@ -278,6 +279,7 @@ def evaluate(cfg: VoicesConfig) -> dict:
     gated = {"espeak", "perturbed", "nonspeech"}       # the gate's cost and benefit; keeps the run short
     sets: dict[str, dict] = {}
     walls: dict[str, float] = {}
+    decoders: set[str] = set()
     for vad in modes:
         key = "on" if vad else "off"
         sets[key] = {}
@@ -285,7 +287,8 @@ def evaluate(cfg: VoicesConfig) -> dict:
             if vad and cfg.vad == "both" and prog.name not in gated:
                 continue
             ceiling = not vad and prog.name != "nonspeech"
-            recs = [stream_mouth(card, g, probe, vad, cfg.seed, ceiling=ceiling) for g in prog.segments]
+            recs = [stream_mouth(card, g, probe, vad, cfg.seed, ceiling=ceiling, rig=cfg.rig) for g in prog.segments]
+            decoders.add(recs[0]["decoder"])
             walls[f"{prog.name}:{key}"] = float(sum(r["wall_s"] for r in recs))
             log.info("%s (vad %s): %d frames in %.0f s", prog.name, key, sum(len(r["mouth"]) for r in recs),
                      walls[f"{prog.name}:{key}"])
@@ -303,7 +306,8 @@ def evaluate(cfg: VoicesConfig) -> dict:
                                 if k in ("r_lag0", "amplitude", "r_width", "r_round", "silent_mean_open")}
             sets[key][prog.name] = m
     result = {
-        "model": {"name": card.name, "folder": _portable(card.root), "fps": card.fps},
+        "model": {"name": card.name, "folder": _portable(card.root), "fps": card.fps,
+                  "decoder": ", ".join(sorted(decoders))},
         "settings": {**dataclasses.asdict(cfg), "speaking": f"ground-truth openness >= {SPEAKING}",
                      "lag_convention": "lag k > 0: generated frame t+k matches ground truth t (video late)",
                      "nonspeech_level": "each sound at the median loudness (90th percentile of 20 ms RMS) of the "
@@ -324,7 +328,8 @@ def report(result: dict) -> str:
     s = result["settings"]
     lines = [f"# Voices and sounds: the `{result['model']['name']}` model", "",
              "Written by `python -m engine.eval --only voices` (numbers in the JSON beside this page). "
-             f"Wall time {result['timing']['wall_s'] / 60:.1f} min, {result['timing']['torch_threads']} torch thread.",
+             f"Wall time {result['timing']['wall_s'] / 60:.1f} min, {result['timing']['torch_threads']} torch thread. "
+             f"Frames drawn by: {'the cartoon rig (engine/rigdecoder.py), as the app draws cartoon avatars' if result['model'].get('decoder') == 'rig' else 'the learned decoder'}.",
              "", " ".join(__doc__.split("\n\n")[2].split()), "",
              f"Speaking: {s['speaking']}. Lag: {s['lag_convention']}. Non-speech level: {s['nonspeech_level']}.", "",
              "## Speech", "",
