@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import yaml
 
 from avatarcam.errors import ConfigError
+from avatarcam.hotkey_text import check_hotkey
 from engine.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,10 @@ def _choices(*values) -> dict:
 
 def _range(lo, hi) -> dict:
     return {"range": (lo, hi)}
+
+
+def _hotkey() -> dict:
+    return {"check": check_hotkey}
 
 
 @dataclass
@@ -111,6 +116,19 @@ class UiSettings:
 
 
 @dataclass
+class HotkeySettings:
+    """Global hotkeys (they work while a game has focus); "<ctrl>+<alt>+m" style, None: unused."""
+
+    enabled: bool = False
+    next_avatar: str | None = field(default="<ctrl>+<alt>+<right>", metadata=_hotkey())
+    previous_avatar: str | None = field(default="<ctrl>+<alt>+<left>", metadata=_hotkey())
+    mute: str | None = field(default="<ctrl>+<alt>+m", metadata=_hotkey())          # toggles
+    push_to_talk: str | None = field(default=None, metadata=_hotkey())              # held: the mic is open
+    chosen: str | None = field(default="<ctrl>+<alt>+1", metadata=_hotkey())        # switches to chosen_avatar
+    chosen_avatar: str | None = None
+
+
+@dataclass
 class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     camera: CameraSettings = field(default_factory=CameraSettings)
@@ -120,6 +138,7 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     avatar: AvatarSettings = field(default_factory=AvatarSettings)
     ui: UiSettings = field(default_factory=UiSettings)
+    hotkeys: HotkeySettings = field(default_factory=HotkeySettings)
     # keys this version does not know, kept so that saving does not lose them ("section.key" -> value)
     extras: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -220,6 +239,8 @@ def _coerce(path: str, value: Any, tp, meta: Mapping, from_text: bool) -> Any:
         lo, hi = meta["range"]
         if not lo <= value <= hi:
             raise bad()
+    if "check" in meta and (problem := meta["check"](value)):
+        raise ConfigError(f"{path}: {problem}")
     return value
 
 

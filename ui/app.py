@@ -64,6 +64,7 @@ def build_app(settings_path: str | Path | None = None, audio_file: str | Path | 
         qapp.aboutToQuit.connect(controller.shutdown)
     if show:
         window.show()
+    controller.hotkeys.restart()   # after the window: a problem shows in its banner
     return app
 
 

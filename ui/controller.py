@@ -19,6 +19,7 @@ from avatarcam.errors import AvatarCamError, DeviceError, ModelError, ObsError, 
 from avatarcam.session import Session, SessionStats, SessionWarning
 from avatarcam.stream_options import SessionOptions, model_for, stream_options
 
+from .hotkey_actions import HotkeyActions
 from .workers import Runner, SessionBridge
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class AppController(QObject):
         self.audio_file: Path | None = Path(audio_file) if audio_file else None
         self.runner = Runner(self)
         self.bridge = SessionBridge(self)
+        self.hotkeys = HotkeyActions(self)
         self.session: Session | None = None
         self.state = "idle"
         self.last_error: str | None = None
@@ -197,6 +199,7 @@ class AppController(QObject):
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop the stream and wait (quitting the app)."""
+        self.hotkeys.stop()
         if self.session is not None and self.session.running:
             self.session.stop(timeout)
         self.runner.join(timeout)

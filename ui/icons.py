@@ -118,7 +118,17 @@ def _quit(p: QPainter, c: str) -> None:
     p.drawLine(QPointF(32, 8), QPointF(32, 30))
 
 
-_DRAW = {"avatar": _avatar, "anchors": _sliders, "mic": _mic, "obs": _broadcast, "live": _monitor,
+def _keys(p: QPainter, c: str) -> None:
+    """A keyboard: an outline and three rows of keys."""
+    _stroke(p, c)
+    p.drawRoundedRect(QRectF(6, 16, 52, 32), 5, 5)
+    for y in (25, 33):
+        for x in range(13, 53, 8):
+            p.drawPoint(QPointF(x, y))
+    p.drawLine(QPointF(20, 41), QPointF(44, 41))
+
+
+_DRAW = {"avatar": _avatar, "keys": _keys, "anchors": _sliders, "mic": _mic, "obs": _broadcast, "live": _monitor,
          "plus": _plus, "dice": _dice, "play": _play, "stop": _stop, "window": _window, "quit": _quit}
 
 

@@ -13,6 +13,7 @@ from .controller import AppController
 from .pages.anchors import AnchorsPage
 from .pages.avatars import AvatarsPage
 from .pages.devices import DevicesPage
+from .pages.hotkeys import HotkeysPage
 from .pages.live import LivePage
 from .pages.obs import ObsPage
 from .theme import GRID
@@ -21,7 +22,7 @@ from .widgets import Banner
 log = logging.getLogger(__name__)
 
 NAV = (("live", "Live", "live"), ("avatars", "Avatars", "avatar"), ("anchors", "Anchors", "anchors"),
-       ("devices", "Devices", "mic"), ("obs", "OBS", "obs"))
+       ("devices", "Devices", "mic"), ("obs", "OBS", "obs"), ("hotkeys", "Hotkeys", "keys"))
 STATE_TEXT = {"idle": "Idle", "starting": "Starting…", "live": "Live", "stopping": "Stopping…", "error": "Error"}
 NO_TRAY_NOTE = "No system tray on this desktop: closing this window quits AvatarCam."
 THEMES = (("Follow system", "system"), ("Light", "light"), ("Dark", "dark"))
@@ -66,7 +67,7 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget()
         self.pages = {
             "live": LivePage(controller), "avatars": AvatarsPage(controller), "anchors": AnchorsPage(controller),
-            "devices": DevicesPage(controller), "obs": ObsPage(controller)}
+            "devices": DevicesPage(controller), "obs": ObsPage(controller), "hotkeys": HotkeysPage(controller)}
         for page in self.pages.values():
             self.stack.addWidget(page)
         content.addWidget(self.stack, 1)
