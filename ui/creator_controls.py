@@ -17,8 +17,12 @@ from engine.toon.creator import Control
 from engine.toon.identity import Identity
 
 SLIDER_STEPS = 100
-SEED_SHADE = "from the seed"   # a colour the seed drew a little off its palette entry
-_NICE = {"chroma": "green screen"}
+SEED_SHADE = "seed's shade"   # a colour the seed drew a little off its palette entry
+
+
+def _find(box: QComboBox, value) -> int:
+    """Index of the item holding `value` (findData compares Python tuples by identity)."""
+    return next((i for i in range(box.count()) if box.itemData(i) == value), -1)
 
 
 def swatch(colour) -> QIcon:
@@ -47,19 +51,19 @@ class ControlWidget:
             w.valueChanged.connect(lambda v: self._changed(self._size(v)))
             return w
         w = QComboBox()
-        w.setMinimumWidth(150)
+        w.setMinimumWidth(165)
         if c.name == "background":
             for option in c.options:
                 if option != "chroma":
                     w.addItem(option.capitalize(), option)
             for key, colour in KEY_COLOURS.items():
-                w.addItem(swatch(colour), f"Green screen ({key})", f"chroma:{key}")
+                w.addItem(swatch(colour), f"{key.capitalize()} screen", f"chroma:{key}")
         elif c.kind == "colour":
             for colour in c.options:
                 w.addItem(swatch(colour), f"#{colour[0]:02x}{colour[1]:02x}{colour[2]:02x}", tuple(colour))
         else:
             for option in c.options:
-                w.addItem(_NICE.get(option, option).capitalize(), option)
+                w.addItem(option.capitalize(), option)
         w.activated.connect(lambda i: self._changed(w.itemData(i)))
         return w
 
@@ -81,9 +85,9 @@ class ControlWidget:
             else:
                 if c.name == "background" and value == "chroma":
                     value = f"chroma:{key_name(ident.bg_a)}"
-                i = w.findData(tuple(value) if c.kind == "colour" else value)
+                i = _find(w, tuple(value) if c.kind == "colour" else value)
                 if i < 0 and c.kind == "colour":   # a seed's own shade, near a palette entry
-                    old = w.findText(SEED_SHADE)
+                    old = w.findText(SEED_SHADE)   # the previous look's shade goes
                     if old >= 0:
                         w.removeItem(old)
                     w.insertItem(0, swatch(value), SEED_SHADE, tuple(value))

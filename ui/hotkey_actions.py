@@ -17,6 +17,7 @@ class HotkeyActions(QObject):
     """Listens while `settings.hotkeys.enabled`; `restart()` after the settings change."""
 
     fired = Signal(str, bool)   # action, pressed (from pynput's thread)
+    changed = Signal()          # the listener (re)started or stopped: its problems may differ
 
     def __init__(self, controller):
         super().__init__(controller)
@@ -31,12 +32,14 @@ class HotkeyActions(QObject):
         s = self.controller.settings.hotkeys
         if not s.enabled:
             self.problems = []
+            self.changed.emit()
             return
         from avatarcam.hotkeys import HotkeyListener
         self.listener = HotkeyListener(s, lambda e: self.fired.emit(e.action, e.pressed)).open()
         self.problems = list(self.listener.problems)
         for problem in self.problems:
             self.controller.message.emit("warning", problem[0].upper() + problem[1:] + ".", "hotkeys")
+        self.changed.emit()
 
     def stop(self) -> None:
         if self.listener is not None:

@@ -1,4 +1,5 @@
-"""Take the documentation screenshots: every page in light and dark, an error banner, the tray menu.
+"""Take the documentation screenshots: every page (and the avatar creator) in light and dark, an error
+banner, the tray menu.
 
     python -m ui.screenshots --out docs/screenshots
 
@@ -23,7 +24,8 @@ from ui.xvfb import start_xvfb, stop_process
 log = logging.getLogger(__name__)
 
 SEEDS = (17, 3, 42, 99, 1234)
-PAGES = ("live", "avatars", "anchors", "devices", "obs")
+PAGES = ("live", "avatars", "anchors", "devices", "obs", "hotkeys")
+BELOW = {"avatars": "creator", "obs": "obs-keyed-card"}   # pages with a second picture, scrolled down
 WINDOW_SIZE = (1120, 760)
 _CHILD = "AVATARCAM_SCREENSHOT_CHILD"
 
@@ -82,6 +84,16 @@ def launch(out: Path, themes: list[str]) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _creator_look():
+    """A look built in the creator for the Avatars page picture: a green screen and a few choices."""
+    from engine.toon import random_identity
+    from engine.toon.creator import set_control, set_key
+    look = random_identity(42)
+    for name, value in (("hair_style", "curly"), ("glasses", "round"), ("shirt", (77, 124, 172))):
+        look = set_control(look, name, value)
+    return set_key(look, "green")
+
+
 def capture(out: Path, themes: list[str]) -> list[Path]:
     """Inside the display: build the app on a scratch library and grab every view."""
     from PySide6.QtCore import QPoint, QRect
@@ -126,16 +138,33 @@ def capture(out: Path, themes: list[str]) -> list[Path]:
         settings.obs.enabled = True
         settings.obs.password = "secret-password"
         settings.output.record = str(Path.home() / "Videos" / "avatar.mp4")
+        settings.audio.noise_gate_db = -42.0
+        settings.hotkeys.enabled, settings.hotkeys.push_to_talk = True, "<ctrl>+<shift>+t"
+        settings.hotkeys.chosen_avatar = "Robin"
+        settings.obs.keyed, settings.obs.keyed_scene = True, "Game"
         app = build_app(scratch / f"settings-{mode}.yaml", settings=settings, show=False)
         w = app.window
         w.resize(*WINDOW_SIZE)
         w.move(24, 24)
         w.show()
         settle(300)
+        w.pages["avatars"].creator.set_look(_creator_look())
         for key in PAGES:
             w.show_page(key)
             settle()
+            if key == "devices":   # the meter hears the test tone, with the gate's marker on it
+                mic = w.pages["devices"].mic_card
+                mic.listen_btn.setChecked(True)
+                settle(1500)
             save(w, f"{key}-{mode}.png")
+            if key == "devices":
+                mic.listen_btn.setChecked(False)
+            if key in BELOW:   # the creator sits below the gallery, the keyed avatar below OBS's sync
+                page = w.pages[key]
+                page.verticalScrollBar().setValue(page.verticalScrollBar().maximum())
+                settle()
+                save(w, f"{BELOW[key]}-{mode}.png")
+                page.verticalScrollBar().setValue(0)
         if app.tray is not None:
             w.hide()  # the tray menu over the desktop, as users see it
             settle(300)

@@ -63,6 +63,7 @@ class HotkeysPage(Page):
         self.body.addWidget(card)
         self.body.addStretch(1)
         controller.avatars_changed.connect(self._fill_avatars)
+        controller.hotkeys.changed.connect(self._show_problems)
         self.load()
 
     def _fill_avatars(self) -> None:
@@ -108,7 +109,6 @@ class HotkeysPage(Page):
         s.chosen_avatar = self.chosen_avatar.currentData()
         if self.controller.save():
             self.controller.hotkeys.restart()
-            self._show_problems()
 
     def _show_problems(self) -> None:
         problems = self.controller.hotkeys.problems
