@@ -22,9 +22,9 @@ def test_adding_a_picture_shows_it_and_use_saves_it_as_current(ui_app, ui_home, 
     avatar = page.add_image_file(portrait_png(tmp_path / "jo_portrait.png"))
     assert avatar is not None and page.model.rowCount() == 2
     assert page.selected_name() == "jo portrait"
-    page.use_btn.click()
+    page.details.use_btn.click()
     assert load_settings(ui_home.settings_path).avatar.current == "jo portrait"
-    assert not page.use_btn.isEnabled()
+    assert not page.details.use_btn.isEnabled()
 
 
 def test_an_invalid_image_is_rejected_inline_with_the_reason(ui_app, tmp_path):
@@ -62,16 +62,16 @@ def test_rename_and_delete_after_confirmation(ui_app):
     page.creator.set_look(random_identity(7))
     page.creator.create()
     page.use_selected()
-    page.name_edit.setText("Kim")
-    page.prompt_edit.setPlainText("cheerful")
-    page.save_btn.click()
+    page.details.name_edit.setText("Kim")
+    page.details.prompt_edit.setPlainText("cheerful")
+    page.details.save_btn.click()
     lib = app.controller.library
     assert lib.get("Kim").prompt == "cheerful"
     assert app.controller.settings.avatar.current == "Kim"     # renaming the current avatar follows it
-    page.delete_btn.click()
-    assert page.confirm.isVisibleTo(page) and "Kim" in page.confirm_text.text()
+    page.details.delete_btn.click()
+    assert page.details.confirm.isVisibleTo(page) and "Kim" in page.details.confirm_text.text()
     assert "Kim" in lib                                        # nothing deleted before confirming
-    page.confirm_yes.click()
+    page.details.confirm_yes.click()
     assert "Kim" not in lib and page.model.rowCount() == 0
     assert app.controller.settings.avatar.current is None
 
@@ -82,9 +82,9 @@ def test_renaming_to_a_taken_name_explains_inline(ui_app):
     page.creator.create()
     page.creator.set_look(random_identity(2))
     page.creator.create()
-    page.name_edit.setText("Toon 1")
-    assert not page.rename_selected()
-    assert "already exists" in page.detail_msg.text()
+    page.details.name_edit.setText("Toon 1")
+    assert not page.details.rename_selected()
+    assert "already exists" in page.details.detail_msg.text()
 
 
 # -- anchors -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Avatars: the library as a gallery; add pictures, draw cartoons, rename, delete, pick the one to use."""
+"""Avatars: the library as a gallery; add pictures, pick the one to use. The selected avatar's card
+(rename, prompt, delete) is `avatar_details.py`, the creator below the gallery `creator_card.py`."""
 from __future__ import annotations
 
 import logging
@@ -6,8 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon, QPixmap, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import (QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListView,
-                               QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QListView, QPushButton, QVBoxLayout, QWidget
 
 from avatarcam.avatars import Avatar
 from avatarcam.errors import AvatarCamError
@@ -15,7 +15,8 @@ from avatarcam.errors import AvatarCamError
 from .. import icons, theme
 from ..controller import AppController
 from ..theme import GRID
-from ..widgets import Card, Page, inline_message, muted, show_message
+from ..widgets import Page, inline_message, muted, show_message
+from .avatar_details import DetailsCard
 from .creator_card import CreatorCard
 
 log = logging.getLogger(__name__)
@@ -74,63 +75,7 @@ class AvatarsPage(Page):
         row.addLayout(left, 3)
 
         # -- right: the selected avatar ---------------------------------------------------------
-        self.details = Card("Selected avatar")
-        self.details.setMinimumWidth(300)
-        self.big = QLabel()
-        self.big.setFixedSize(160, 160)
-        self.big.setAlignment(Qt.AlignCenter)
-        self.details.add(self.big)
-        self.kind_label = muted("")
-        self.details.add(self.kind_label)
-        form = QFormLayout()
-        form.setSpacing(GRID)
-        form.setLabelAlignment(Qt.AlignLeft)
-        self.name_edit = QLineEdit()
-        self.name_edit.returnPressed.connect(self.rename_selected)
-        form.addRow("Name", self.name_edit)
-        self.prompt_edit = QPlainTextEdit()
-        self.prompt_edit.setPlaceholderText("Describe the look and mood (used by models with text input)")
-        self.prompt_edit.setFixedHeight(72)
-        form.addRow("Prompt", self.prompt_edit)
-        self.model_edit = QLineEdit()
-        form.addRow("Model", self.model_edit)
-        self.details.add(form)
-        self.detail_msg = inline_message()
-        self.details.add(self.detail_msg)
-        brow = QHBoxLayout()
-        brow.setSpacing(GRID)
-        self.save_btn = QPushButton("Save changes")
-        self.save_btn.clicked.connect(self.save_details)
-        brow.addWidget(self.save_btn)
-        brow.addStretch(1)
-        self.delete_btn = QPushButton("Delete…")
-        self.delete_btn.setObjectName("danger")
-        self.delete_btn.clicked.connect(self.ask_delete)
-        brow.addWidget(self.delete_btn)
-        self.details.add(brow)
-
-        self.confirm = QWidget()
-        crow2 = QHBoxLayout(self.confirm)
-        crow2.setContentsMargins(0, 0, 0, 0)
-        crow2.setSpacing(GRID)
-        self.confirm_text = QLabel()
-        self.confirm_text.setWordWrap(True)
-        crow2.addWidget(self.confirm_text, 1)
-        self.confirm_yes = QPushButton("Delete")
-        self.confirm_yes.setObjectName("dangerSolid")
-        self.confirm_yes.clicked.connect(self.delete_selected)
-        self.confirm_no = QPushButton("Keep")
-        self.confirm_no.clicked.connect(self.confirm.hide)
-        crow2.addWidget(self.confirm_yes)
-        crow2.addWidget(self.confirm_no)
-        self.confirm.hide()
-        self.details.add(self.confirm)
-
-        self.use_btn = QPushButton("Use this avatar")
-        self.use_btn.setObjectName("primary")
-        self.use_btn.clicked.connect(self.use_selected)
-        self.details.add(self.use_btn)
-        self.details.layout_.addStretch(1)
+        self.details = DetailsCard(controller, self.selected, self.refresh)
         row.addWidget(self.details, 2)
         self.body.addLayout(row, 1)
         self.creator = CreatorCard(controller)
@@ -138,7 +83,7 @@ class AvatarsPage(Page):
         self.body.addWidget(self.creator)
 
         controller.avatars_changed.connect(self.refresh)
-        controller.settings_changed.connect(self._placeholder_model)
+        controller.settings_changed.connect(self.details.placeholder_model)
         self.refresh()
 
     # -- gallery --------------------------------------------------------------------------------
@@ -177,36 +122,8 @@ class AvatarsPage(Page):
         except AvatarCamError:
             return None
 
-    def _placeholder_model(self) -> None:
-        self.model_edit.setPlaceholderText(f"Same as settings ({self.controller.settings.engine.model})")
-
     def _show_selected(self) -> None:
-        a = self.selected()
-        self.confirm.hide()
-        show_message(self.detail_msg, "")
-        self._placeholder_model()
-        for w in (self.name_edit, self.prompt_edit, self.model_edit, self.save_btn, self.delete_btn, self.use_btn):
-            w.setEnabled(a is not None)
-        if a is None:
-            self.big.clear()
-            self.kind_label.setText("Add a picture or create a cartoon to get started.")
-            self.name_edit.clear()
-            self.prompt_edit.clear()
-            self.model_edit.clear()
-            return
-        pix = QPixmap(str(a.image_path))
-        self.big.setPixmap(pix.scaled(160, 160, Qt.KeepAspectRatio, Qt.SmoothTransformation))
-        origin = (f"cartoon made in the creator, seed {a.seed}" if a.look is not None else f"cartoon, seed {a.seed}") \
-            if a.kind == "cartoon" else \
-            f"picture from {Path(a.source).name}" if a.source else "picture"
-        current = self.controller.current_avatar()
-        in_use = current is not None and current.slug == a.slug
-        self.kind_label.setText(origin + ("  ·  in use" if in_use else ""))
-        self.use_btn.setText("In use" if in_use else "Use this avatar")
-        self.use_btn.setEnabled(not in_use)
-        self.name_edit.setText(a.name)
-        self.prompt_edit.setPlainText(a.prompt)
-        self.model_edit.setText(a.model or "")
+        self.details.show_avatar(self.selected())
 
     # -- adding ---------------------------------------------------------------------------------
     def choose_image(self) -> None:
@@ -251,68 +168,5 @@ class AvatarsPage(Page):
             self.add_image_file(f)
         event.acceptProposedAction()
 
-    # -- editing --------------------------------------------------------------------------------
-    def rename_selected(self) -> bool:
-        a = self.selected()
-        new = self.name_edit.text().strip()
-        if a is None or new == a.name:
-            return True
-        was_current = self.controller.current_avatar() is not None and self.controller.current_avatar().slug == a.slug
-        try:
-            renamed = self.controller.library.rename(a.name, new)
-        except AvatarCamError as exc:
-            show_message(self.detail_msg, str(exc))
-            return False
-        if was_current:
-            self.controller.settings.avatar.current = renamed.name
-            self.controller.save()
-        self.refresh(select=renamed.name)
-        self.controller.avatars_changed.emit()
-        return True
-
-    def save_details(self) -> None:
-        a = self.selected()
-        if a is None:
-            return
-        prompt, model = self.prompt_edit.toPlainText().strip(), self.model_edit.text().strip() or None
-        if not self.rename_selected():  # (renaming reloads the fields, so they were read first)
-            return
-        a = self.selected()
-        try:
-            self.controller.library.set_prompt(a.name, prompt)
-            self.controller.library.set_model(a.name, model)
-        except AvatarCamError as exc:
-            show_message(self.detail_msg, str(exc))
-            return
-        show_message(self.detail_msg, "Saved.", "ok")
-        self.controller.avatars_changed.emit()
-
-    def ask_delete(self) -> None:
-        a = self.selected()
-        if a is None:
-            return
-        self.confirm_text.setText(f"Delete “{a.name}” and its files? This cannot be undone.")
-        self.confirm.show()
-
-    def delete_selected(self) -> None:
-        a = self.selected()
-        self.confirm.hide()
-        if a is None:
-            return
-        try:
-            self.controller.library.remove(a.name)
-        except AvatarCamError as exc:
-            show_message(self.detail_msg, str(exc))
-            return
-        if self.controller.settings.avatar.current and \
-                self.controller.settings.avatar.current.casefold() == a.name.casefold():
-            self.controller.settings.avatar.current = None
-            self.controller.save()
-        self.refresh()
-        self.controller.avatars_changed.emit()
-
     def use_selected(self) -> None:
-        a = self.selected()
-        if a is not None:
-            self.controller.use_avatar(a.name)
-            self.refresh(select=a.name)
+        self.details.use_selected()
