@@ -89,6 +89,12 @@ class LiveRun:
     def stream(self):
         return self.engine.stream
 
+    def set_letterbox(self, pad: tuple[int, int, int] | None) -> None:
+        """The camera's bars follow the avatar: its key colour on a green screen, else black."""
+        for sink in self.camera.sinks if self.camera is not None else ():
+            if isinstance(sink, VirtualCamera):
+                sink.pad = pad or (0, 0, 0)
+
     def _deliver(self, index: int, frame: np.ndarray, skip: int) -> None:
         if self.paced:
             self.pacer.put(index, frame, skip)

@@ -19,6 +19,7 @@ from engine.config import SAMPLE_RATE
 
 from .config import Settings
 from .errors import AvatarCamError, ModelError
+from .keying import green_screen
 from .live import LiveRun
 from .stats import EnginePace, SessionStats
 from .stream_options import SessionOptions
@@ -164,6 +165,7 @@ class Session:
         self.options.avatar_image, self.options.avatar_identity = image, identity
         if self.running and self._run is not None:
             self._run.worker.switch(image, identity)
+            self._run.set_letterbox(green_screen(identity))
 
     def mute(self, on: bool = True) -> None:
         """Mute the microphone: the avatar hears silence (mouth closes) and the delayed output goes quiet."""

@@ -240,3 +240,16 @@ def test_null_sink_counts_frames_and_rejects_non_rgb_arrays():
         with pytest.raises(ValueError, match="uint8 HxWx3"):
             s.send(np.zeros((4, 4), np.float32))
     assert s.frames_sent == 1
+
+
+def test_a_green_screen_avatars_letterbox_bars_take_its_key_colour(recording_camera):
+    """A square avatar on a 16:9 camera: the bars are the key colour, so OBS keys them away too."""
+    square = np.zeros((72, 72, 3), np.uint8)
+    square[:] = (0, 255, 0)
+    with VirtualCamera(128, 72, 30, backend="recording", pad=(0, 255, 0)) as cam:
+        cam.send(square)
+        cam.pad = (0, 0, 0)          # the user switched to an avatar without a green screen
+        cam.send(square)
+    keyed, plain = (native_to_rgb(x, "RGB", 128, 72) for x in recording_camera.instances[-1].frames)
+    assert tuple(keyed[36, 2]) == (0, 255, 0) and tuple(keyed[36, 125]) == (0, 255, 0)
+    assert tuple(plain[36, 2]) == (0, 0, 0)
