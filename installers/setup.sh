@@ -17,7 +17,7 @@ if [ "$dev" = 1 ]; then
   # real parts the tests drive: PulseAudio mic, OBS under Xvfb, a tray host, Qt's xcb/offscreen deps
   apt_pkgs+=(sox pulseaudio pulseaudio-utils xvfb obs-studio trayer x11-utils imagemagick
              libxcb-cursor0 libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3 shellcheck
-             desktop-file-utils
+             desktop-file-utils gcc linux-libc-dev   # pynput's evdev has no wheel: pip compiles it
              flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts)   # training voices beside espeak-ng
 fi
 missing=()
