@@ -22,7 +22,6 @@ one core, and the generator's latents barely move the head; the mask redraws wha
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import to_dict
 from .weights_pair import load_weights, read_config, save_pair
 
 DRIVE_NAMES = ("blink",)
@@ -66,7 +66,7 @@ class RefDecoderConfig:
             raise ValueError("RefDecoderConfig: ref_channels and trunk_channels need 4 sizes each")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return to_dict(self)
 
 
 def conv(c_in: int, c_out: int, k: int = 3, stride: int = 1) -> nn.Conv2d:

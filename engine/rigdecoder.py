@@ -25,7 +25,6 @@ decoder (`engine/refdecoder.py`).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -35,6 +34,7 @@ from torch import nn
 
 from .toon.identity import Identity
 from .toon.render import FaceControls, render_frame, render_portrait
+from .config import to_dict
 from .weights_pair import load_weights, read_config, save_pair
 
 READ_CONTROLS = ("mouth_open", "mouth_width", "mouth_round", "yaw", "roll", "nod")
@@ -54,7 +54,7 @@ class ReaderConfig:
             raise ValueError(f"ReaderConfig: channels needs 3 sizes, got {self.channels}")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return to_dict(self)
 
 
 class ControlReader(nn.Module):
