@@ -27,11 +27,10 @@ import torch
 from engine.autoencoder import ToonAutoencoder, load_default
 from engine.files import atomic_write_text
 from engine.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig
-from engine.stream import fit_image
 from engine.toon.identity import random_identity
 from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame, render_portrait
 from engine.train.train_autoencoder import HELDOUT_SEED_BASE, TRAIN_IDENTITIES, cosine_lr
-from engine.train.train_refdecoder import perturb
+from engine.train.train_refdecoder import perturb, reference_latent
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +63,9 @@ def random_rig_controls(rng: np.random.Generator) -> FaceControls:
                         yaw=float(head[0]), roll=float(head[1]), nod=float(head[2]))
 
 
-def reference_latent(ae: ToonAutoencoder, seed: int, size: int = 512) -> torch.Tensor:
-    """As the stream makes it: the avatar's picture (drawn at the app's size) fitted to the encoder."""
-    s = ae.cfg.image_size
-    return ae.encode(fit_image(render_portrait(random_identity(seed), size), s, s))
+def seed_reference_latent(ae: ToonAutoencoder, seed: int, size: int = 512) -> torch.Tensor:
+    """As the stream makes it: the avatar's picture, drawn at the app's size, through the encoder."""
+    return reference_latent(ae, render_portrait(random_identity(seed), size))
 
 
 @torch.no_grad()
@@ -75,7 +73,7 @@ def make_set(ae: ToonAutoencoder, n: int, seeds: list[int], rng: np.random.Gener
              chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(latents, reference latents, controls in READ_CONTROLS order) for n frames of the given identities."""
     cols = [CONTROL_NAMES.index(c) for c in READ_CONTROLS]
-    refs = {s: reference_latent(ae, s) for s in seeds}
+    refs = {s: seed_reference_latent(ae, s) for s in seeds}
     zs, zr, ys = [], [], []
     for a in range(0, n, chunk):
         picked = [seeds[int(rng.integers(len(seeds)))] for _ in range(min(chunk, n - a))]
