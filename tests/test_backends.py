@@ -7,10 +7,17 @@ numerics are the same code path.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from engine.backends import (GPU_INSTALL_HINT, Signature, compile_model, engine_cache_key, steady_calls,
                              weights_fingerprint)
@@ -20,6 +27,7 @@ from engine.sampler import StreamingSampler
 
 # B=1, L=2, no temporal anchor: the steady state is one call shape (2 frames + the style anchor).
 STREAM = StreamConfig(block_frames=1, timesteps=(1000, 500), temporal_frames=0)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def micro_model(seed: int = 0) -> CausalDiT:
@@ -35,11 +43,34 @@ def run_stream(model, steps: int = 5) -> list[torch.Tensor]:
     return [o for o in out if o is not None] + sampler.flush()
 
 
-@pytest.fixture(scope="module")
-def compiled_run():
+def write_compiled_run(out: Path) -> None:
+    """Eager and compiled frames of the same stream, and the wrapper's counts, into `out`."""
     eager = run_stream(micro_model())
     wrapped = compile_model(micro_model(), "compile", stream=STREAM, mode="default")
-    return eager, run_stream(wrapped), wrapped
+    compiled = run_stream(wrapped)
+    tensors = {f"eager{i}": t.contiguous() for i, t in enumerate(eager)}
+    tensors.update({f"compiled{i}": t.contiguous() for i, t in enumerate(compiled)})
+    stats = wrapped.stats
+    meta = {"active": stats.active, "compiled_calls": str(stats.compiled_calls), "eager_calls": str(stats.eager_calls),
+            "programs": json.dumps(stats.programs), "eager_frames": str(len(eager)),
+            "compiled_frames": str(len(compiled))}
+    save_file(tensors, str(out), metadata=meta)
+
+
+@pytest.fixture(scope="module")
+def compiled_run(tmp_path_factory):
+    """Compiled in a child process: torch.compile leaves dynamo's hooks (an nn.Module.__init__ patch,
+    frame evaluation) in the process, and a later test building models on a worker thread under them
+    crashed the suite once under load. The child keeps the pytest process free of dynamo."""
+    out = tmp_path_factory.mktemp("compiled") / "run.safetensors"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, __file__, str(out)], env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with safe_open(str(out), "pt") as f:
+        meta = f.metadata()
+        eager = [f.get_tensor(f"eager{i}") for i in range(int(meta["eager_frames"]))]
+        compiled = [f.get_tensor(f"compiled{i}") for i in range(int(meta["compiled_frames"]))]
+    return eager, compiled, meta
 
 
 def test_torch_compile_stream_matches_eager(compiled_run):
@@ -50,12 +81,12 @@ def test_torch_compile_stream_matches_eager(compiled_run):
 
 
 def test_only_steady_state_calls_run_compiled(compiled_run):
-    _, _, wrapped = compiled_run
+    _, _, stats = compiled_run
     assert steady_calls(STREAM) == {(2, 1)}
     # 1 prefill + 1 warm-up window run eager; 4 full windows + 1 drain window (1 block) -> 4 compiled, 2 eager
-    assert wrapped.stats.active == "compile" and wrapped.stats.compiled_calls == 4
-    assert wrapped.stats.eager_calls == 3
-    assert wrapped.stats.programs == ["compile 2f/1m"]
+    assert stats["active"] == "compile" and int(stats["compiled_calls"]) == 4
+    assert int(stats["eager_calls"]) == 3
+    assert json.loads(stats["programs"]) == ["compile 2f/1m"]
 
 
 def test_tensorrt_without_gpu_or_package_falls_back_to_eager_with_one_message(caplog):
@@ -153,3 +184,7 @@ def test_gpu_bench_dry_run_runs_every_part_end_to_end(tmp_path):
     assert (point["B"], point["N"], point["active_backend"]) == (2, 1, "eager") and point["ms_per_video_frame"] > 0
     assert point["floor_ms_per_video_frame"] > 0 and result["vae"]["ms_per_video_frame"] > 0
     assert result["wav2vec"]["feature_dim"] == ModelConfig.tiny().audio_dim
+
+
+if __name__ == "__main__":      # the child process of the `compiled_run` fixture
+    write_compiled_run(Path(sys.argv[1]))

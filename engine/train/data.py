@@ -15,6 +15,7 @@ identity drawn in its neutral pose, the image a user would give as the avatar.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 from dataclasses import asdict
@@ -32,7 +33,9 @@ from engine.train.dist import Dist, setup, teardown
 from engine.train.recipe import DataConfig, load_recipe
 from engine.train.toon.clips import make_clip
 from engine.train.toon.scene import clip_audio
-from engine.toon.identity import random_identity
+from engine.toon.chroma import KEY_COLOURS
+from engine.toon.creator import set_key
+from engine.toon.identity import Identity, random_identity
 from engine.config import SAMPLE_RATE
 from engine.toon.render import FaceControls, render_frame
 
@@ -65,14 +68,26 @@ def n_frames(cfg: DataConfig) -> int:
     return int(round(cfg.seconds * cfg.fps))
 
 
+def clip_identity(seed: int, green_screen: float) -> Identity:
+    """The avatar of clip `seed`: the generator's draw, on a green (or blue, magenta) screen in a
+    `green_screen` fraction of clips, so creator avatars keyed in OBS talk as much as the rest."""
+    identity = random_identity(seed)
+    rng = np.random.default_rng([seed, 29])
+    if rng.random() < green_screen:
+        identity = set_key(identity, str(rng.choice(list(KEY_COLOURS))))
+    return identity
+
+
 def encode_clip(seed: int, cfg: DataConfig, ae: ToonAutoencoder, mel: LogMelEncoder) -> dict[str, torch.Tensor]:
     """One clip: latents (T, C, h, w), audio (T, D), reference (C, h, w); T = seconds * fps."""
     clip = make_clip(seed, fps=cfg.fps, seconds=cfg.seconds, audio=clip_audio(cfg.audio))
+    identity = clip_identity(seed, cfg.green_screen)
+    clip = dataclasses.replace(clip, identity=identity)
     frames = clip.render(cfg.image_size)
     with torch.no_grad():
         latents = torch.cat([ae.encode(frames[i:i + cfg.encode_batch])
                              for i in range(0, len(frames), cfg.encode_batch)])
-        neutral = np.array(render_frame(random_identity(seed), FaceControls(), cfg.image_size))
+        neutral = np.array(render_frame(identity, FaceControls(), cfg.image_size))
         reference = ae.encode(neutral)[0]
     audio = mel.encode(clip.audio)
     t = min(latents.shape[0], audio.shape[0])
@@ -132,9 +147,10 @@ def build(cfg: DataConfig, out: str | Path, d: Dist) -> Path:
 
 
 def _config_dict(cfg: DataConfig) -> dict:
-    """The settings a built data set must match (an empty `audio`, the espeak-only clips, is left out
-    so data sets built before that setting existed still match)."""
-    return {k: v for k, v in asdict(cfg).items() if k != "encode_batch" and not (k == "audio" and not v)}
+    """The settings a built data set must match (an empty `audio`, the espeak-only clips, and no
+    green screens are left out so data sets built before those settings existed still match)."""
+    return {k: v for k, v in asdict(cfg).items()
+            if k != "encode_batch" and not (k in ("audio", "green_screen") and not v)}
 
 
 def mouth_maps(seeds: list[int], image_size: int, latent_hw: tuple[int, int]) -> torch.Tensor:

@@ -38,6 +38,7 @@ class DataConfig:
     rig: str = ""                   # engine.rigdecoder control reader: cartoon avatars drawn by their rig ("" : none)
     logmel: dict = field(default_factory=dict)   # LogMelEncoder keyword arguments (defaults if empty)
     audio: dict = field(default_factory=dict)    # engine.train.toon.scene.ClipAudio settings ({}: espeak-only clips)
+    green_screen: float = 0.0       # fraction of clips whose avatar stands on a key colour (engine.toon.chroma)
     encode_batch: int = 25
 
 
