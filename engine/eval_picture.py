@@ -10,7 +10,10 @@ portrait as a decoder redraws it), inside regions read off the identity's geomet
   mouth probe) divided by the same on closed-mouth frames, blinks left out of both. The distance
   is taken after the best shift of the box within +-ALIGN_REACH pixels (`aligned_distance`), so
   a head that nods or turns while it talks (the renderer draws that) is not counted as smear
-  (yaw parallax still is: eyes, glasses and outline shift by different amounts). Beside it, the
+  (yaw parallax still is: eyes, glasses and outline shift by different amounts). The ratio is
+  taken against closed-mouth frames of the same speech (between syllables): the head sways only
+  while the avatar speaks, so closed frames from silent stretches would count that sway as smear;
+  the ratio against every closed frame, silence included, is reported beside it. Beside both, the
   eyes' sharpness on those frames (edge energy, widest-open / closed): a smear lowers it, motion not;
 - jitter: mean absolute frame-to-frame change outside the mouth in silence, blinks left out;
 - blinks: an eye is "open" while its box holds at least half the portrait's eye-white pixels
@@ -173,7 +176,9 @@ def picture_summary(rec: dict, silent: np.ndarray, fps: float, portrait_eye_edge
         "psnr_silence": mean(rec["psnr"][:n], quiet),
         "eye_edge_ratio_silence": mean(rec["eye_edge"][:n], quiet) / portrait_eye_edge,
         "eye_dist_closed": mean(eye_dist, closed), "eye_dist_widest_open": mean(eye_dist, wide),
-        "smear_ratio": mean(eye_dist, wide) / max(mean(eye_dist, closed), 1e-6),
+        "eye_dist_closed_speaking": mean(eye_dist, closed & ~silent),
+        "smear_ratio": mean(eye_dist, wide) / max(mean(eye_dist, closed & ~silent), 1e-6),
+        "smear_ratio_vs_all_closed": mean(eye_dist, wide) / max(mean(eye_dist, closed), 1e-6),
         "eye_sharpness_wide_vs_closed": mean(rec["eye_edge"][:n], wide) / max(mean(rec["eye_edge"][:n], closed), 1e-6),
         "jitter_outside_mouth_silence": mean(rec["change_outside"][:n], quiet),
         "jitter_outside_mouth_silence_with_blinks": mean(rec["change_outside"][:n], silent),

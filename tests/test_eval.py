@@ -43,7 +43,8 @@ def test_eval_json_has_every_section_and_field(quick_run):
     pic = r["picture"]
     assert len(pic["avatars"]) == 2 and "rollout" in pic["avatars"]      # quick: one held-out avatar + rollout
     for p in pic["avatars"].values():
-        assert {"psnr_silence", "eye_edge_ratio_silence", "smear_ratio", "jitter_outside_mouth_silence",
+        assert {"psnr_silence", "eye_edge_ratio_silence", "smear_ratio", "smear_ratio_vs_all_closed",
+                "jitter_outside_mouth_silence",
                 "blinks_per_min_silence", "lost_eye_frames", "decode_ms_per_frame"} <= set(p)
         assert p["frames"] > 0 and p["silent_frames"] > 0
     assert len(pic["creators"]) == 1       # quick: one creator-made mix, measured like the picture avatars
