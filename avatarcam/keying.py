@@ -1,5 +1,13 @@
 """Settings and the avatar -> the keyed OBS source: only a green-screen avatar is keyed, and a key
-colour too close to the avatar's own colours is said once (the stream goes on either way)."""
+colour too close to the avatar's own colours is said once (the stream goes on either way).
+
+The same rule holds when the avatar is switched mid-stream (`Keying.follow`): OBS then has exactly
+what a stream started with the new avatar would have. A green-screen avatar's source is re-keyed on
+its colour and stays where the user put it. An avatar without a green screen takes the keyed source
+out of the scene, with one warning, rather than leaving it unkeyed: unkeyed, its whole square
+background would cover the user's game, which is the box around the avatar that keying is for
+removing; switching back to a green-screen avatar puts the source back where it was.
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -24,8 +32,9 @@ def keyed_source(s: Settings, identity, warn: Callable[[str, BaseException | Non
         return None
     key = green_screen(identity)
     if key is None:
-        warn("OBS keying is on but this avatar has no green-screen background: make one in the avatar "
-             "creator (Background: green screen); the camera source is not added", None)
+        warn("OBS keying is on but this avatar has no green-screen background, so it is not keyed into the "
+             "OBS scene (its background would cover the scene): make one in the avatar creator "
+             "(Background: green screen)", None)
         return None
     clash = conflict_message(identity)
     if clash:
@@ -35,3 +44,29 @@ def keyed_source(s: Settings, identity, warn: Callable[[str, BaseException | Non
         warn("OBS keying is on but no scene is set: choose one on the OBS page", None)
         return None
     return KeyedSource(scene=scene, key=key, device=s.camera.device, layout_file=data_dir() / LAYOUT_FILE)
+
+
+class Keying:
+    """The keyed source of one stream, following the avatar; each warning is said once per change.
+
+    A warning is said when the avatar's keying says something the previous avatar's did not:
+    switching between two avatars without a green screen, or two with no scene set, stays quiet;
+    a colour clash is said for each avatar switched to that has one."""
+
+    def __init__(self, s: Settings, warn: Callable[[str, BaseException | None], None]):
+        self.settings, self._warn = s, warn
+        self._said: list[str] = []
+
+    def source(self, identity) -> KeyedSource | None:
+        """What to put into OBS for this avatar (see `keyed_source`), saying only what is new."""
+        said: list[str] = []
+        keyed = keyed_source(self.settings, identity, lambda text, cause: said.append(text))
+        for text in said:
+            if text not in self._said:
+                self._warn(text, None)
+        self._said = said
+        return keyed
+
+    def follow(self, obs, identity) -> None:
+        """A mid-stream switch: OBS's keyed source follows `identity` (never blocks: OBS's worker does it)."""
+        obs.set_keyed(self.source(identity))

@@ -19,7 +19,7 @@ from .config import Settings
 from .engine_setup import Engine, open_engine, warm
 from .engine_worker import EngineWorker
 from .errors import AvatarCamError, ConfigError, DeviceError
-from .keying import green_screen, keyed_source
+from .keying import Keying, green_screen
 from .noise_gate import NoiseGate
 from .outputs import PreviewSink, RecorderSink
 from .pacer import Pacer
@@ -48,6 +48,7 @@ class LiveRun:
         self.counters = SessionStats(state="starting")
         self.engine: Engine | None = None
         self.source = self.camera = self.recorder = self.delayed_mic = self.obs = None
+        self.keying = Keying(settings, warn)
         try:
             self._open(image, emit, warn)
         except BaseException:
@@ -67,7 +68,7 @@ class LiveRun:
                                          warn=lambda m: warn(m, None)).open()
         self.camera = _open_camera(s, o, warn, pad=green_screen(o.avatar_identity))
         self.delayed_mic = _open_delayed_mic(s, o, stream.expected_latency_s, warn)
-        self.obs = _open_obs(s, o, on_status=lambda st: emit("obs", st), warn=warn)
+        self.obs = _open_obs(s, o, on_status=lambda st: emit("obs", st), keying=self.keying)
         live = [self.camera] if self.camera is not None else []
         if o.preview:
             live.append(PreviewSink(lambda frame: emit("frame", frame)))
@@ -94,6 +95,14 @@ class LiveRun:
         for sink in self.camera.sinks if self.camera is not None else ():
             if isinstance(sink, VirtualCamera):
                 sink.pad = pad or (0, 0, 0)
+
+    def follow_avatar(self, identity) -> None:
+        """After a mid-stream switch: the letterbox and OBS's keyed source follow the new avatar.
+        Returns at once; OBS is updated by its controller's own thread (`keying.Keying.follow`)."""
+        self.set_letterbox(green_screen(identity))
+        obs = self.obs
+        if obs is not None:
+            self.keying.follow(obs, identity)
 
     def _deliver(self, index: int, frame: np.ndarray, skip: int) -> None:
         if self.paced:
@@ -195,13 +204,13 @@ def _open_delayed_mic(s: Settings, o: SessionOptions, expected_latency_s: float,
     return mic
 
 
-def _open_obs(s: Settings, o: SessionOptions, on_status: Callable[[str], None], warn):
+def _open_obs(s: Settings, o: SessionOptions, on_status: Callable[[str], None], keying: Keying):
     if not (s.obs.enabled if o.obs is None else o.obs):
         return None
     from .obs import ObsConfig, ObsController
     cfg = ObsConfig(host=s.obs.host, port=s.obs.port, password=s.obs.password, scene=s.obs.scene or None,
                     source=s.obs.source or None, mic_input=s.obs.mic_input or None,
-                    auto_sync_offset=s.obs.sync_offset_auto, keyed=keyed_source(s, o.avatar_identity, warn))
+                    auto_sync_offset=s.obs.sync_offset_auto, keyed=keying.source(o.avatar_identity))
     obs = ObsController(cfg, on_status=on_status)
     obs.connect()
     obs.start_stream_scene()

@@ -116,6 +116,7 @@ class ObsController(ObsQueries):
         # What the caller wants (under _lock); _asked counts requests, _done the last one fully tried.
         self._want_stream = False
         self._want_offset: int | None = None
+        self._want_keyed: KeyedSource | None = cfg.keyed
         self._asked = 0
         self._done = 0
         # Worker-only: what OBS has, and what we must put back.
@@ -125,7 +126,7 @@ class ObsController(ObsQueries):
         self._offset_on: int | None = None
         self._scene = SceneSwitch(cfg.scene, cfg.source, self._warn)
         self._offset = MicOffset(cfg.mic_input, self._warn)
-        self._keyed = KeyedCamera(cfg.keyed, self._warn) if cfg.keyed is not None else None
+        self._keyed: KeyedCamera | None = None  # the keyed source OBS was given last (None: none there)
         self.connect_attempts = 0
 
     # ----- public, thread-safe, non-blocking -----
@@ -149,6 +150,14 @@ class ObsController(ObsQueries):
     def restore(self) -> None:
         """Put back the scene, the source's visibility and the mic's sync offset from before start."""
         self._ask(want_stream=False, want_offset=None)
+
+    def set_keyed(self, keyed: KeyedSource | None) -> None:
+        """The avatar was switched mid-stream: key OBS's source on its colour, or take the source out
+        (None: the new avatar is not keyed). Returns at once; the worker does it, as with everything here."""
+        with self._lock:
+            if keyed == self._want_keyed:
+                return
+        self._ask(want_keyed=keyed)
 
     def set_sync_offset_ms(self, ms: float) -> None:
         """Delay the mic input in OBS by our measured latency; repeated values cost nothing."""
@@ -194,6 +203,8 @@ class ObsController(ObsQueries):
                 self._want_stream = wants["want_stream"]
             if "want_offset" in wants:
                 self._want_offset = wants["want_offset"]
+            if "want_keyed" in wants:
+                self._want_keyed = wants["want_keyed"]
             self._asked += 1
         self._wake.set()
 
@@ -291,11 +302,13 @@ class ObsController(ObsQueries):
     def _reconcile(self, link: Link) -> None:
         with self._lock:
             asked, want_stream, want_offset = self._asked, self._want_stream, self._want_offset
+            want_keyed = self._want_keyed
         if want_stream and self._shown_on != self._serial:
             self._shown_on = self._serial
             self._scene.show(link)
-            if self._keyed is not None:
-                self._keyed.place(link)
+            self._follow_keyed(link, want_keyed, fresh=True)
+        elif want_stream:
+            self._follow_keyed(link, want_keyed, fresh=False)
         elif not want_stream and self._scene.shown:
             self._shown_on = None
             self._scene.hide(link)
@@ -310,6 +323,25 @@ class ObsController(ObsQueries):
         with self._lock:
             self._done = max(self._done, asked)
             self._lock.notify_all()
+
+    def _follow_keyed(self, link: Link, want: KeyedSource | None, fresh: bool) -> None:
+        """Make OBS's keyed source match `want`. `fresh`: the stream's state is being (re)applied on this
+        connection (start, reconnect), so it is placed even when nothing changed."""
+        cur = self._keyed
+        if not fresh and (cur.cfg if cur is not None else None) == want:
+            return
+        if cur is not None and cur.placed and (want is None or not cur.cfg.same_source(want)):
+            cur.remove(link)              # not keyed any more, or keyed elsewhere: the old one goes
+            cur = self._keyed = None
+        if want is None:
+            return
+        if cur is not None and cur.placed and not fresh:
+            cur.rekey(link, want)         # same source, another key colour: it stays where the user put it
+            return
+        if cur is None:
+            cur = self._keyed = KeyedCamera(want, self._warn)
+        cur.cfg = want
+        cur.place(link)
 
     def _warn(self, e: Failed, what_to_do: str) -> None:
         log.warning("%s. %s", e, what_to_do)

@@ -4,7 +4,9 @@ Why over obs-websocket: a virtual camera cannot carry transparency, so the avata
 green screen (a creator background, `engine.toon.chroma`) and OBS keys it out. AvatarCam owns one
 input (`KeyedSource.input_name`): it creates or updates it in the chosen scene with a filter tuned
 to the avatar's key colour, and removes it on restore, so the scene is as it was. Where the user
-moved and sized it is kept in a small file and applied the next time it is created.
+moved and sized it is kept in a small file and applied the next time it is created. A switch to
+another green-screen avatar mid-stream only re-tunes the filter (`KeyedCamera.rekey`), so the source
+stays where the user has it now.
 
 Input kinds per OS (the camera AvatarCam writes to): Linux `v4l2_input` (device_id, the
 v4l2loopback device, /dev/video10 by default); Windows `dshow_input` (video_device_id, "OBS Virtual
@@ -65,6 +67,11 @@ class KeyedSource:
     def source(self) -> tuple[str, dict]:
         return (self.input_kind, self.input_settings) if self.input_kind else camera_input(self.device)
 
+    def same_source(self, other: "KeyedSource") -> bool:
+        """Whether `other` is the same OBS input in the same scene (it may differ in its key colour)."""
+        return (self.scene, self.input_name, self.filter_name, self.source()) == \
+            (other.scene, other.input_name, other.filter_name, other.source())
+
     def filter_settings(self) -> dict:
         t = self.tuning
         return {"key_color_type": "custom", "key_color": obs_colour(self.key), "similarity": t.similarity,
@@ -78,12 +85,13 @@ class KeyedCamera:
         self.cfg, self._warn = cfg, warn
         self.placed = False
 
-    def place(self, link: Link) -> None:
+    def place(self, link: Link, keep_place: bool = False) -> None:
+        """Create or update the source and its filter; `keep_place`: leave an existing item where it is."""
         cfg = self.cfg
         self.placed = True
         kind, settings = cfg.source()
         try:
-            item = self._input_in_scene(link, kind, settings)
+            item, made = self._input_in_scene(link, kind, settings)
         except Failed as e:
             if e.code == 600 and cfg.scene in str(e.comment):
                 self._warn(e, f"The OBS scene {cfg.scene!r} no longer exists: pick a scene in AvatarCam's OBS "
@@ -91,12 +99,21 @@ class KeyedCamera:
             else:
                 self._warn(e, f"OBS could not add the camera source ({kind}); add it by hand")
             return
-        self._apply_layout(link, item)
+        if made or not keep_place:
+            self._apply_layout(link, item)
         try:
             self._filter(link)
         except Failed as e:
             self._warn(e, f"This OBS has no {cfg.filter_kind!r} filter (OBS 27+ has it): key the source "
                           f"{cfg.input_name!r} by hand with a Chroma Key on {cfg.key}")
+
+    def rekey(self, link: Link, cfg: KeyedSource) -> None:
+        """Mid-stream, another green-screen avatar: the filter takes its key colour. The source keeps
+        the place the user gave it during this stream (it is re-created, at the saved place, only if
+        it went missing from the scene)."""
+        self.cfg = cfg
+        self.place(link, keep_place=True)
+        log.info("OBS: %r now keyed on %s", cfg.input_name, cfg.key)
 
     def remove(self, link: Link) -> None:
         cfg = self.cfg
@@ -115,8 +132,8 @@ class KeyedCamera:
             if e.code != 600:   # 600: already gone
                 self._warn(e, f"Remove the source {cfg.input_name!r} in OBS by hand")
 
-    def _input_in_scene(self, link: Link, kind: str, settings: dict) -> int:
-        """The scene item of our input in the scene: the input updated, or created."""
+    def _input_in_scene(self, link: Link, kind: str, settings: dict) -> tuple[int, bool]:
+        """(the scene item of our input in the scene, whether the item is new): the input updated, or created."""
         cfg = self.cfg
         exists = True
         try:
@@ -127,16 +144,16 @@ class KeyedCamera:
             made = link.call(obsreq.CreateInput(sceneName=cfg.scene, inputName=cfg.input_name, inputKind=kind,
                                                 inputSettings=settings, sceneItemEnabled=True))
             log.info("OBS: created %r (%s) in scene %r", cfg.input_name, kind, cfg.scene)
-            return int(made.datain["sceneItemId"])
+            return int(made.datain["sceneItemId"]), True
         link.call(obsreq.SetInputSettings(inputName=cfg.input_name, inputSettings=settings, overlay=True))
         try:
             return int(link.call(obsreq.GetSceneItemId(sceneName=cfg.scene, sourceName=cfg.input_name))
-                       .datain["sceneItemId"])
+                       .datain["sceneItemId"]), False
         except Failed as e:
             if e.code != 600 or cfg.input_name not in str(e.comment):
                 raise
         return int(link.call(obsreq.CreateSceneItem(sceneName=cfg.scene, sourceName=cfg.input_name,
-                                                    sceneItemEnabled=True)).datain["sceneItemId"])
+                                                    sceneItemEnabled=True)).datain["sceneItemId"]), True
 
     def _filter(self, link: Link) -> None:
         cfg = self.cfg

@@ -19,7 +19,6 @@ from engine.config import SAMPLE_RATE
 
 from .config import Settings
 from .errors import AvatarCamError, ModelError
-from .keying import green_screen
 from .live import LiveRun
 from .stats import EnginePace, SessionStats
 from .stream_options import SessionOptions
@@ -161,11 +160,14 @@ class Session:
 
     def switch_avatar(self, image: np.ndarray, identity: Identity | None = None) -> None:
         """Use another avatar: at once if streaming (the engine restarts its window), else next start.
-        `identity`: a cartoon avatar's rig (`Avatar.identity()`), drawn sharp by the engine."""
+        `identity`: a cartoon avatar's rig (`Avatar.identity()`), drawn sharp by the engine.
+        The camera's letterbox and, with OBS keying on, OBS's keyed source follow it (see
+        `avatarcam.keying`); OBS is updated on its own thread, so a slow or lost OBS never holds this up."""
         self.options.avatar_image, self.options.avatar_identity = image, identity
-        if self.running and self._run is not None:
-            self._run.worker.switch(image, identity)
-            self._run.set_letterbox(green_screen(identity))
+        run = self._run
+        if self.running and run is not None:
+            run.worker.switch(image, identity)
+            run.follow_avatar(identity)
 
     def mute(self, on: bool = True) -> None:
         """Mute the microphone: the avatar hears silence (mouth closes) and the delayed output goes quiet."""

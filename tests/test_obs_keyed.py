@@ -1,16 +1,21 @@
 """The keyed avatar in a real OBS 29 (obs-websocket 5, under Xvfb): created with its Chroma Key on
 connect, updated rather than duplicated, gone after restore, where the user left it next time; a
-missing scene and a missing filter kind each give one message while the controller goes on."""
+missing scene and a missing filter kind each give one message while the controller goes on. An
+avatar switched mid-stream re-keys the filter (or takes the source out when it has no green screen),
+also while OBS is away, and stop still leaves the scene as it was."""
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 
 import pytest
 
 from avatarcam.obs import ObsConfig, ObsController
 from avatarcam.obs_keyed import FILTER_KIND, KeyedSource, camera_input, obs_colour
 from engine.toon.chroma import KEY_COLOURS
-from tests.fixtures_obs import obs_server, xvfb_display  # noqa: F401
+from tests.fixtures_card import random_card  # noqa: F401
+from tests.fixtures_obs import obs_factory, obs_server, xvfb_display  # noqa: F401
 
 pytestmark = [pytest.mark.realparts, pytest.mark.timeout(120)]
 
@@ -37,13 +42,39 @@ def _items(server, scene):
     return [i["sourceName"] for i in _ask(server, _req().GetSceneItemList(sceneName=scene)).datain["sceneItems"]]
 
 
-def _keyed(server, scene, tmp_path, **kw):
+def _source(scene, tmp_path, key=KEY_COLOURS["green"], **kw):
     # This machine has no camera device (no V4L2 in its kernel), so the keyed source captures a colour
     # source instead of v4l2_input: the input kind is the only thing replaced, every request is real.
-    src = KeyedSource(scene=scene, key=KEY_COLOURS["green"], input_kind="color_source_v3",
-                      input_settings={"color": obs_colour((0, 255, 0)), "width": 640, "height": 360},
-                      layout_file=tmp_path / "layout.json", **kw)
+    return KeyedSource(scene=scene, key=key, input_kind="color_source_v3",
+                       input_settings={"color": obs_colour(key), "width": 640, "height": 360},
+                       layout_file=tmp_path / "layout.json", **kw)
+
+
+def _keyed(server, scene, tmp_path, **kw):
+    src = _source(scene, tmp_path, **kw)
     return ObsController(ObsConfig(port=server.port, password=server.password, keyed=src, retry_max_s=0.5))
+
+
+def _key_colour(server):
+    """The key colour OBS's filter on the keyed source has now."""
+    f = _ask(server, _req().GetSourceFilter(sourceName="AvatarCam (keyed)", filterName="AvatarCam chroma key"))
+    assert f.status, f.datain
+    return f.datain["filterSettings"]["key_color"]
+
+
+def _position(server, scene):
+    R = _req()
+    item = _ask(server, R.GetSceneItemId(sceneName=scene, sourceName="AvatarCam (keyed)")).datain["sceneItemId"]
+    t = _ask(server, R.GetSceneItemTransform(sceneName=scene, sceneItemId=item)).datain["sceneItemTransform"]
+    return t["positionX"], t["positionY"], t["scaleX"]
+
+
+def _move(server, scene, x, y, scale):
+    """What a user does in OBS: drag and size the keyed source."""
+    R = _req()
+    item = _ask(server, R.GetSceneItemId(sceneName=scene, sourceName="AvatarCam (keyed)")).datain["sceneItemId"]
+    assert _ask(server, R.SetSceneItemTransform(sceneName=scene, sceneItemId=item, sceneItemTransform={
+        "positionX": x, "positionY": y, "scaleX": scale, "scaleY": scale})).status
 
 
 def test_the_input_kind_follows_the_os():
@@ -174,3 +205,131 @@ def test_a_key_too_close_to_the_clothes_is_one_warning_and_the_stream_goes_on(ob
     finally:
         session.stop()
     assert len(warnings) == 1 and "clothes" in warnings[0] and "magenta" in warnings[0]
+
+
+def test_a_new_key_colour_mid_stream_retunes_the_filter_and_none_takes_the_source_out(obs_server, tmp_path):
+    _scene(obs_server, "Game5")
+    before = _items(obs_server, "Game5")
+    green = _source("Game5", tmp_path)
+    blue = dataclasses.replace(green, key=KEY_COLOURS["blue"])
+    with _keyed(obs_server, "Game5", tmp_path) as ctl:
+        ctl.start_stream_scene()
+        assert ctl.wait_connected(30) and ctl.wait_idle(30)
+        assert _key_colour(obs_server) == obs_colour(KEY_COLOURS["green"])
+        _move(obs_server, "Game5", 700.0, 250.0, 0.25)
+        ctl.set_keyed(blue)
+        assert ctl.wait_idle(30)
+        assert _key_colour(obs_server) == obs_colour(KEY_COLOURS["blue"])
+        assert _items(obs_server, "Game5").count("AvatarCam (keyed)") == 1
+        assert _position(obs_server, "Game5") == (700.0, 250.0, 0.25)      # left where the user put it
+        ctl.set_keyed(None)                                               # an avatar without a green screen
+        assert ctl.wait_idle(30)
+        assert "AvatarCam (keyed)" not in _items(obs_server, "Game5")
+        assert not _ask(obs_server, _req().GetInputSettings(inputName="AvatarCam (keyed)")).status
+        ctl.set_keyed(green)                                              # and back to a green-screen one
+        assert ctl.wait_idle(30)
+        assert _key_colour(obs_server) == obs_colour(KEY_COLOURS["green"])
+        assert _position(obs_server, "Game5") == (700.0, 250.0, 0.25)
+        ctl.restore()
+        assert ctl.wait_idle(30)
+        assert _items(obs_server, "Game5") == before
+        assert not _ask(obs_server, _req().GetInputSettings(inputName="AvatarCam (keyed)")).status
+
+
+def test_a_switch_while_obs_is_away_returns_at_once_and_is_applied_when_it_is_back(obs_factory, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="avatarcam")
+    server = obs_factory().start()
+    # "Scene" is the scene a fresh OBS profile starts with; a killed OBS saves nothing, so a scene made
+    # by the test would be gone after the restart.
+    with _keyed(server, "Scene", tmp_path) as ctl:
+        ctl.start_stream_scene()
+        assert ctl.wait_connected(30) and ctl.wait_idle(30)
+        assert _key_colour(server) == obs_colour(KEY_COLOURS["green"])
+        server.stop()
+        deadline = time.monotonic() + 20
+        while ctl.status == "connected" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ctl.status != "connected"
+        t0 = time.monotonic()
+        ctl.set_keyed(_source("Scene", tmp_path, key=KEY_COLOURS["magenta"]))
+        assert time.monotonic() - t0 < 0.1                                # the caller never waits on OBS
+        server.start()
+        assert ctl.wait_connected(30) and ctl.wait_idle(30)
+        assert _key_colour(server) == obs_colour(KEY_COLOURS["magenta"])
+        assert _items(server, "Scene").count("AvatarCam (keyed)") == 1
+    assert "AvatarCam (keyed)" not in _items(server, "Scene")
+    lost = [r for r in caplog.records if "connection to OBS was lost" in r.getMessage()]
+    assert len(lost) == 1
+
+
+def test_switching_avatars_mid_stream_rekeys_obs_or_takes_the_source_out_and_stop_restores(
+        obs_server, tmp_path, random_card, monkeypatch):
+    """A real stream (random-weight card, a wav paced like a microphone) keyed into a real OBS scene."""
+    import wave
+
+    import numpy as np
+
+    from avatarcam.config import Settings
+    from avatarcam.session import Session
+    from avatarcam.stream_options import SessionOptions
+    from engine.toon import random_identity, render_portrait
+    from engine.toon.creator import set_control, set_key
+
+    monkeypatch.setenv("AVATARCAM_HOME", str(tmp_path / "home"))
+    _scene(obs_server, "Switch")
+    before = _items(obs_server, "Switch")
+    wav = tmp_path / "voice.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes((3000 * np.sin(np.arange(60 * 16000) * 0.08)).astype(np.int16).tobytes())
+    s = Settings()
+    s.camera.enabled, s.engine.device = False, "cpu"
+    s.obs.enabled, s.obs.port, s.obs.password = True, obs_server.port, obs_server.password
+    s.obs.scene, s.obs.source, s.obs.mic_input, s.obs.keyed = "Switch", "", "", True
+    green = set_key(random_identity(1), "green")
+    blue = set_key(set_control(random_identity(1), "shirt", (51, 51, 242)), "blue")   # a blue shirt on blue
+    plain, plain2 = random_identity(1), random_identity(3)                             # no green screen
+    assert plain.background != "chroma" and plain2.background != "chroma"
+    session = Session(s, SessionOptions(model=str(random_card), avatar_image=render_portrait(green, 128),
+                                        avatar_identity=green, audio_file=wav, realtime=True))
+    warnings: list[str] = []
+    session.on_event(lambda e: warnings.append(str(e.data)) if e.kind == "warning" else None)
+
+    def switch(look):
+        t0 = time.monotonic()
+        session.switch_avatar(render_portrait(look, 128), look)
+        assert time.monotonic() - t0 < 0.5                                # OBS is not waited for
+        assert session._run.obs.wait_idle(30)
+
+    session.start()
+    try:
+        obs = session._run.obs
+        assert obs.wait_connected(30) and obs.wait_idle(30)
+        assert _key_colour(obs_server) == obs_colour(KEY_COLOURS["green"]) and warnings == []
+        _move(obs_server, "Switch", 640.0, 360.0, 0.5)
+
+        switch(blue)
+        assert _key_colour(obs_server) == obs_colour(KEY_COLOURS["blue"])
+        assert _position(obs_server, "Switch") == (640.0, 360.0, 0.5)
+        assert len(warnings) == 1 and "clothes" in warnings[0] and "blue screen" in warnings[0]
+
+        switch(plain)
+        assert "AvatarCam (keyed)" not in _items(obs_server, "Switch")
+        assert len(warnings) == 2 and "no green-screen background" in warnings[1]
+        switch(plain2)                                                    # still none: nothing new to say
+        assert len(warnings) == 2 and "AvatarCam (keyed)" not in _items(obs_server, "Switch")
+
+        switch(green)                                                     # back where the user put it
+        assert _key_colour(obs_server) == obs_colour(KEY_COLOURS["green"])
+        assert _position(obs_server, "Switch") == (640.0, 360.0, 0.5)
+        frames = session.stats().frames_generated
+        deadline = time.monotonic() + 30
+        while session.stats().frames_generated <= frames + 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert session.stats().frames_generated > frames + 10 and session.running   # the stream went on
+    finally:
+        session.stop(30)
+    assert not session.running and session.error is None
+    assert _items(obs_server, "Switch") == before
+    assert not _ask(obs_server, _req().GetInputSettings(inputName="AvatarCam (keyed)")).status
+    assert len(warnings) == 2
