@@ -754,6 +754,7 @@ def report(result: dict) -> str:
     t = ls["targets"]
     s = result["settings"]
     mo = (pr.get("held_out_round_trip") or {}).get("mouth_open", {})
+    mc = (pr.get("held_out_crisp") or {}).get("mouth_open", {})
 
     def yes(ok):
         return "met" if ok else "MISSED"
@@ -769,11 +770,17 @@ def report(result: dict) -> str:
                                "the learned reference-aware decoder (`engine/refdecoder.py`)") + ".",
         "",
         "## How it is measured",
-        f"- Held-out clips: seeds >= {s['first_seed']} (training used 0..159): unseen voices, texts and identities.",
+        f"- Held-out clips: seeds >= {s['first_seed']} (training clips use seeds below it): unseen voices, texts "
+        "and identities.",
         "- Mouth probe (`engine/probe.py`): a 25k-parameter CNN on a fixed mouth crop, trained on renderer frames "
-        "(random identities, poses, controls) after the autoencoder round trip. Held-out (unseen identities, "
-        f"round-tripped): mouth_open R^2 = {_fmt(mo.get('r2'))}, r = {_fmt(mo.get('pearson'))}, "
-        f"MAE = {_fmt(mo.get('mae'))}.",
+        "(random identities, poses, controls) after the autoencoder round trip"
+        + (" and crisp at 512 px (as a rig draws them)" if "held_out_crisp" in pr else "") + ". Held-out (unseen "
+        f"identities, round-tripped): mouth_open R^2 = {_fmt(mo.get('r2'))}, r = {_fmt(mo.get('pearson'))}, "
+        f"MAE = {_fmt(mo.get('mae'))}, shut mouths read {_fmt((pr.get('held_out_round_trip') or {}).get('closed_mean_open'))}"
+        + ("; crisp: R^2 = {}, r = {}, MAE = {}, shut mouths read {}".format(
+            *(_fmt(v) for v in (mc.get("r2"), mc.get("pearson"), mc.get("mae"),
+                                pr["held_out_crisp"].get("closed_mean_open")))) if "held_out_crisp" in pr else "")
+        + ".",
         f"- Lag convention: {s['lag_convention']}. Silence: {s['silence']}.",
         f"- Reference for drift: {s['reference']}. Distance = mean absolute pixel difference (0..255) and a "
         "16-bin-per-channel colour-histogram total-variation distance (0..1).",

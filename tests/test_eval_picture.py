@@ -34,3 +34,14 @@ def test_eyes_that_blur_as_the_mouth_opens_are_smear():
     eye_dist = 2.0 + 20.0 * open_                  # distance follows the opening itself
     s = picture_summary(record(open_, eye_dist), silent, fps=25, portrait_eye_edge=1.0)
     assert s["smear_ratio"] > 1.5 and s["smear_ratio_vs_all_closed"] > 1.5
+
+
+def test_the_probe_trains_on_crisp_rig_frames_and_round_trips_of_the_same_controls():
+    from engine.autoencoder import load_default
+    from engine.probe import make_dataset
+    trips = make_dataset(8, 70000, seed=5, autoencoder=load_default())
+    crisp = make_dataset(8, 70000, seed=5, crisp=True)
+    assert trips[0].shape == crisp[0].shape and (trips[1] == crisp[1]).all()   # same crops, same targets
+    # a round trip blurs: the crisp crops hold more edge energy
+    edges = lambda x: np.abs(np.diff(x.astype(np.float32), axis=2)).mean()  # noqa: E731
+    assert edges(crisp[0]) > 1.2 * edges(trips[0])

@@ -88,9 +88,10 @@ def test_batches_carry_the_mouth_map_of_their_clip(tiny_recipe, tiny_data):
 def test_a_green_screen_fraction_puts_that_share_of_clip_avatars_on_a_key_colour():
     from engine.toon.chroma import key_name
     from engine.toon.identity import random_identity
-    from engine.train.data import _config_dict, clip_identity
+    from engine.toon.creator import training_identity
+    from engine.train.data import _config_dict
     from engine.train.recipe import DataConfig
-    keyed = [clip_identity(s, 0.15) for s in range(400)]
+    keyed = [training_identity(s, 0.15) for s in range(400)]
     on_key = [i for i in keyed if i.background == "chroma"]
     assert 0.10 < len(on_key) / len(keyed) < 0.20
     assert all(key_name(i.bg_a) is not None and i.bg_a == i.bg_b for i in on_key)
@@ -98,6 +99,6 @@ def test_a_green_screen_fraction_puts_that_share_of_clip_avatars_on_a_key_colour
     # the same avatar otherwise, and none at all without the setting
     s = next(s for s in range(400) if keyed[s].background == "chroma")
     assert keyed[s].skin == random_identity(s).skin and keyed[s].hair_style == random_identity(s).hair_style
-    assert all(clip_identity(s, 0.0) == random_identity(s) for s in range(50))
+    assert all(training_identity(s, 0.0) == random_identity(s) for s in range(50))
     # data sets built before the setting existed still match their recipe
     assert "green_screen" not in _config_dict(DataConfig()) and _config_dict(DataConfig(green_screen=0.1))["green_screen"]

@@ -112,6 +112,17 @@ def reroll(ident: Identity, name: str, rng: np.random.Generator) -> Identity:
     return dataclasses.replace(ident, **{f: getattr(fresh, f) for f in fields})
 
 
+def training_identity(seed: int, green_screen: float = 0.0) -> Identity:
+    """The generator's avatar of `seed`, stood on a key colour (green, blue, magenta) for a
+    `green_screen` share of seeds: the model, the rig's reader and the mouth probe learn
+    green-screen creator avatars too, the rest of each avatar unchanged."""
+    ident = random_identity(int(seed))
+    rng = np.random.default_rng([int(seed), 29])
+    if rng.random() < green_screen:
+        ident = set_key(ident, str(rng.choice(list(KEY_COLOURS))))
+    return ident
+
+
 def sample_creator(seed: int) -> Identity:
     """A creator-made combination for the evaluation: every control from its own generator draw,
     and a green screen one time in three, so combinations no single seed makes are measured too."""

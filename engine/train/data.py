@@ -33,9 +33,8 @@ from engine.train.dist import Dist, setup, teardown
 from engine.train.recipe import DataConfig, load_recipe
 from engine.train.toon.clips import make_clip
 from engine.train.toon.scene import clip_audio
-from engine.toon.chroma import KEY_COLOURS
-from engine.toon.creator import set_key
-from engine.toon.identity import Identity, random_identity
+from engine.toon.creator import training_identity
+from engine.toon.identity import random_identity
 from engine.config import SAMPLE_RATE
 from engine.toon.render import FaceControls, render_frame
 
@@ -68,20 +67,10 @@ def n_frames(cfg: DataConfig) -> int:
     return int(round(cfg.seconds * cfg.fps))
 
 
-def clip_identity(seed: int, green_screen: float) -> Identity:
-    """The avatar of clip `seed`: the generator's draw, on a green (or blue, magenta) screen in a
-    `green_screen` fraction of clips, so creator avatars keyed in OBS talk as much as the rest."""
-    identity = random_identity(seed)
-    rng = np.random.default_rng([seed, 29])
-    if rng.random() < green_screen:
-        identity = set_key(identity, str(rng.choice(list(KEY_COLOURS))))
-    return identity
-
-
 def encode_clip(seed: int, cfg: DataConfig, ae: ToonAutoencoder, mel: LogMelEncoder) -> dict[str, torch.Tensor]:
     """One clip: latents (T, C, h, w), audio (T, D), reference (C, h, w); T = seconds * fps."""
     clip = make_clip(seed, fps=cfg.fps, seconds=cfg.seconds, audio=clip_audio(cfg.audio))
-    identity = clip_identity(seed, cfg.green_screen)
+    identity = training_identity(seed, cfg.green_screen)
     clip = dataclasses.replace(clip, identity=identity)
     frames = clip.render(cfg.image_size)
     with torch.no_grad():

@@ -2,14 +2,15 @@
 
     python -m engine.train.train_rig --out runs/rig --export engine/models/toon/rig
 
-Data: training identities rendered at the autoencoder's size under random controls (speech mouths,
+Data: training identities (a share on green screens) rendered at the autoencoder's size under random controls (speech mouths,
 lids, head poses like the training clips'), encoded by the shipped autoencoder. The set is rendered
 and encoded once (deterministic by seed); every step perturbs its latents afresh the way the
 generator errs (`train_refdecoder.perturb`), so the reader learns to read the pose through noise.
 Lids are random in the data but not read (the stream's idle clock shuts them), so the reader learns
 to ignore them. Loss: L1 per control, the jaw counted twice (it is what lip sync is made of).
 
-A few minutes on 2 cores; `eval.json` holds held-out identities' error per control.
+A few minutes on 2 cores; `eval.json` holds held-out identities' error per control (and the same
+identities on green screens).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from engine.autoencoder import ToonAutoencoder, load_default
 from engine.files import atomic_write_text
 from engine.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig
-from engine.toon.identity import random_identity
+from engine.toon.creator import training_identity
 from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame, render_portrait
 from engine.train.train_autoencoder import HELDOUT_SEED_BASE, TRAIN_IDENTITIES, cosine_lr
 from engine.train.train_refdecoder import perturb, reference_latent
@@ -50,6 +51,7 @@ class RigTrainConfig:
     jaw_weight: float = 2.0
     heldout: int = 1024            # held-out frames (on heldout_identities unseen identities)
     heldout_identities: int = 128
+    green_screen: float = 0.15     # share of identities on a key colour (creator avatars), as the model's clips
     seed: int = 0
 
 
@@ -63,22 +65,23 @@ def random_rig_controls(rng: np.random.Generator) -> FaceControls:
                         yaw=float(head[0]), roll=float(head[1]), nod=float(head[2]))
 
 
-def seed_reference_latent(ae: ToonAutoencoder, seed: int, size: int = 512) -> torch.Tensor:
+def seed_reference_latent(ae: ToonAutoencoder, seed: int, green_screen: float = 0.0, size: int = 512) -> torch.Tensor:
     """As the stream makes it: the avatar's picture, drawn at the app's size, through the encoder."""
-    return reference_latent(ae, render_portrait(random_identity(seed), size))
+    return reference_latent(ae, render_portrait(training_identity(seed, green_screen), size))
 
 
 @torch.no_grad()
 def make_set(ae: ToonAutoencoder, n: int, seeds: list[int], rng: np.random.Generator,
-             chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             chunk: int = 64, green_screen: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(latents, reference latents, controls in READ_CONTROLS order) for n frames of the given identities."""
     cols = [CONTROL_NAMES.index(c) for c in READ_CONTROLS]
-    refs = {s: seed_reference_latent(ae, s) for s in seeds}
+    idents = {s: training_identity(s, green_screen) for s in seeds}
+    refs = {s: seed_reference_latent(ae, s, green_screen) for s in seeds}
     zs, zr, ys = [], [], []
     for a in range(0, n, chunk):
         picked = [seeds[int(rng.integers(len(seeds)))] for _ in range(min(chunk, n - a))]
         controls = [random_rig_controls(rng) for _ in picked]
-        frames = np.stack([render_frame(random_identity(s), c, ae.cfg.image_size) for s, c in zip(picked, controls)])
+        frames = np.stack([render_frame(idents[s], c, ae.cfg.image_size) for s, c in zip(picked, controls)])
         zs.append(ae.encode(frames))
         zr.append(torch.cat([refs[s] for s in picked]))
         ys.append(torch.from_numpy(np.stack([c.as_array()[cols] for c in controls])))
@@ -105,9 +108,10 @@ def train(out: Path, tc: RigTrainConfig, cfg: ReaderConfig) -> ControlReader:
     rng = np.random.default_rng(tc.seed)
     t0 = time.monotonic()
     seeds = [int(s) for s in rng.integers(TRAIN_IDENTITIES, size=tc.identities)]
-    data = make_set(ae, tc.examples, seeds, rng)
-    heldout = make_set(ae, tc.heldout, [HELDOUT_SEED_BASE + i for i in range(tc.heldout_identities)],
-                       np.random.default_rng(tc.seed + 1))
+    data = make_set(ae, tc.examples, seeds, rng, green_screen=tc.green_screen)
+    unseen = [HELDOUT_SEED_BASE + i for i in range(tc.heldout_identities)]
+    heldout = make_set(ae, tc.heldout, unseen, np.random.default_rng(tc.seed + 1))
+    keyed = make_set(ae, tc.heldout // 2, unseen, np.random.default_rng(tc.seed + 2), green_screen=1.0)
     log.info("data: %d training frames, %d held-out (%.1f min)", len(data[0]), len(heldout[0]),
              (time.monotonic() - t0) / 60)
     model = ControlReader(cfg)
@@ -129,7 +133,7 @@ def train(out: Path, tc: RigTrainConfig, cfg: ReaderConfig) -> ControlReader:
         history.append({"step": step, "loss": loss.item()})
         if (step + 1) % 200 == 0:
             log.info("step %d loss %.4f (%.1f min)", step + 1, loss.item(), (time.monotonic() - t0) / 60)
-    metrics = {**evaluate(model, heldout), "train_minutes": (time.monotonic() - t0) / 60, "config": asdict(tc)}
+    metrics = {**evaluate(model, heldout), "green_screen": evaluate(model, keyed), "train_minutes": (time.monotonic() - t0) / 60, "config": asdict(tc)}
     atomic_write_text(out / "eval.json", json.dumps(metrics, indent=1))
     atomic_write_text(out / "losses.json", json.dumps(history))
     model.save(out / "rig.safetensors")
