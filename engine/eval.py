@@ -764,8 +764,8 @@ def report(result: dict) -> str:
         f"Wall time {result['timing']['wall_s'] / 60:.1f} min; {s['workers']} worker processes x {s['threads']} "
         "torch thread(s). Audio is pushed one block at a time through `AvatarStream`; every frame is decoded.",
         "Frames drawn by: " + ("the avatar's cartoon rig, posed by controls read from each generated latent "
-                               "(`engine/rigdecoder.py`)" if result["model"].get("decoder") == "rig" else
-                               "the learned reference-aware decoder (`engine/refdecoder.py`)") + ".",
+                               "(`engine/codecs/rigdecoder.py`)" if result["model"].get("decoder") == "rig" else
+                               "the learned reference-aware decoder (`engine/codecs/refdecoder.py`)") + ".",
         "",
         "## How it is measured",
         f"- Held-out clips: seeds >= {s['first_seed']} (training used 0..159): unseen voices, texts and identities.",

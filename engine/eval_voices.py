@@ -15,7 +15,7 @@ the controls the renderer was driven with. Streams run in this process, one torc
 Measures: lip sync (Pearson r of probe openness vs ground truth, best lag; lag k > 0: the video is
 k frames late), amplitude (mean openness while speaking / the ground truth's), visemes (r of
 width and roundness while speaking, at the best lag of openness), openness during each sound vs
-in silence, and all of it with and without the voice-activity gate (engine.vad).
+in silence, and all of it with and without the voice-activity gate (engine.codecs.vad).
 """
 from __future__ import annotations
 
@@ -329,7 +329,7 @@ def report(result: dict) -> str:
     lines = [f"# Voices and sounds: the `{result['model']['name']}` model", "",
              "Written by `python -m engine.eval --only voices` (numbers in the JSON beside this page). "
              f"Wall time {result['timing']['wall_s'] / 60:.1f} min, {result['timing']['torch_threads']} torch thread. "
-             f"Frames drawn by: {'the cartoon rig (engine/rigdecoder.py), as the app draws cartoon avatars' if result['model'].get('decoder') == 'rig' else 'the learned decoder'}.",
+             f"Frames drawn by: {'the cartoon rig (engine/codecs/rigdecoder.py), as the app draws cartoon avatars' if result['model'].get('decoder') == 'rig' else 'the learned decoder'}.",
              "", " ".join(__doc__.split("\n\n")[2].split()), "",
              f"Speaking: {s['speaking']}. Lag: {s['lag_convention']}. Non-speech level: {s['nonspeech_level']}.", "",
              "## Speech", "",

@@ -24,12 +24,12 @@ from typing import Any, Callable
 
 import torch
 
-from .backends import BACKENDS, compile_model
-from .bench import call_flops, steady_calls, write_json
-from .config import ModelConfig, StreamConfig, to_dict
-from .model import CausalDiT
-from .sampler import StreamingSampler
-from .wan_vae import StreamingDecoder, WanVAE, WanVAEConfig
+from engine.backends import BACKENDS, compile_model
+from engine.bench import call_flops, steady_calls, write_json
+from engine.config import ModelConfig, StreamConfig, to_dict
+from engine.model import CausalDiT
+from engine.sampler import StreamingSampler
+from engine.codecs.wan_vae import StreamingDecoder, WanVAE, WanVAEConfig
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def bench_wav2vec(plan: BenchPlan, blocks: int) -> dict[str, Any]:
     """Streaming wav2vec2 features (random weights, base config unless told), 16 video frames per push."""
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-    from .wav2vec import Wav2VecFeatures
+    from engine.codecs.wav2vec import Wav2VecFeatures
     with tempfile.TemporaryDirectory() as folder:
         torch.manual_seed(0)
         Wav2Vec2Model(Wav2Vec2Config(**plan.wav2vec)).save_pretrained(folder)

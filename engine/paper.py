@@ -25,14 +25,14 @@ from typing import Mapping
 import torch
 import yaml
 
-from .checkpoints import (CheckpointError, ModelCard, check_state_dict, load_card, read_official_checkpoint,
+from engine.checkpoints import (CheckpointError, ModelCard, check_state_dict, load_card, read_official_checkpoint,
                           save_card, write_card_checksums)
-from .config import SAMPLE_RATE, ModelConfig, StreamConfig
-from .files import atomic_write_text
-from .model import CausalDiT
-from .wan_umt5 import convert_wan_umt5, read_wan_umt5, wan_umt5_config
-from .wan_vae import WanVAE, WanVAEConfig
-from .wan_vae import check_state_dict as check_vae_state
+from engine.config import SAMPLE_RATE, ModelConfig, StreamConfig
+from engine.files import atomic_write_text
+from engine.model import CausalDiT
+from engine.codecs.wan_umt5 import convert_wan_umt5, read_wan_umt5, wan_umt5_config
+from engine.codecs.wan_vae import WanVAE, WanVAEConfig
+from engine.codecs.wan_vae import check_state_dict as check_vae_state
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def check_wav2vec(folder: Path, audio_dim: int, report: Report) -> None:
     except ImportError:
         report.problems.append("wav2vec2: the paper model needs transformers: pip install 'avatarcam[paper]'")
         return
-    from .wav2vec import feature_dim
+    from engine.codecs.wav2vec import feature_dim
     problems = []
     try:
         cfg = Wav2Vec2Config.from_pretrained(str(folder), local_files_only=True)
@@ -484,7 +484,7 @@ def verify_card(folder: str | os.PathLike) -> Report:
 def _verify_checksums(card: ModelCard, report: Report) -> None:
     """Every file the card's checksums list, hashed in full (loading hashes only files up to 512 MB)."""
     import time
-    from .checksums import CHECKSUM_FILE, check_checksums, read_checksums, regenerate_hint
+    from engine.checksums import CHECKSUM_FILE, check_checksums, read_checksums, regenerate_hint
     try:
         listed = read_checksums(card.root)
     except ValueError as exc:

@@ -29,7 +29,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .files import atomic_write, atomic_write_text
+from engine.files import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    from .autoencoder import load_default
+    from engine.codecs.autoencoder import load_default
     ae = load_default()
     t0 = time.time()
     # identity seeds 50000+ (train) and 60000+ (held out): disjoint from the model's 0..159 and eval's 100000+

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Iterator, Protocol
 import numpy as np
 import torch
 
-from .checkpoints import CheckpointError, ModelCard, load_card
-from .config import SAMPLE_RATE, replace
-from .sampler import SelfForcingSampler, StreamingSampler
+from engine.checkpoints import CheckpointError, ModelCard, load_card
+from engine.config import SAMPLE_RATE, replace
+from engine.sampler import SelfForcingSampler, StreamingSampler
 
 if TYPE_CHECKING:  # imported where used, so the stream does not pull in the text stack up front
-    from .text_encoder import HFTextEncoder
-    from .rigdecoder import RigDecoder
-    from .toon.identity import Identity
+    from engine.codecs.text_encoder import HFTextEncoder
+    from engine.codecs.rigdecoder import RigDecoder
+    from engine.toon.identity import Identity
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,19 @@ class ToonDecoder:
     """Our per-frame autoencoder's encoder, and the reference-aware decoder when the card has one.
 
     With `decoder.reference` in the card the frames are drawn at the card's size by
-    `engine.refdecoder.RefDecoder` from the latent plus the portrait (prepared once in `reset`), and
+    `engine.codecs.refdecoder.RefDecoder` from the latent plus the portrait (prepared once in `reset`), and
     an `IdleBlinks` clock adds blinks the audio cannot predict; without it, the autoencoder's own
     decoder draws them at its size. Frames are independent, so streaming needs no other state.
     """
 
     def __init__(self, card: ModelCard, device: str | torch.device, seed: int | None = 0):
-        from .autoencoder import ToonAutoencoder
+        from engine.codecs.autoencoder import ToonAutoencoder
         self.ae = _load_part(card, card.decoder.get("weights", "autoencoder.safetensors"), "decoder",
                              lambda p: ToonAutoencoder.load(p, map_location="cpu").to(device))
         self.size = self.ae.cfg.image_size
         self.ref_decoder = None
         if card.decoder.get("reference"):
-            from .refdecoder import BaseDecoder, RefDecoder
+            from engine.codecs.refdecoder import BaseDecoder, RefDecoder
             self.ref_decoder = _load_part(card, card.decoder["reference"], "reference decoder",
                                           lambda p: RefDecoder.load(p).to(device))
             self.ref_decoder = self.ref_decoder.to(memory_format=torch.channels_last)
@@ -59,7 +59,7 @@ class ToonDecoder:
                 self.ref_decoder.attach_base(BaseDecoder(self.ae))
         self.reader = None
         if card.decoder.get("rig"):
-            from .rigdecoder import ControlReader
+            from engine.codecs.rigdecoder import ControlReader
             self.reader = _load_part(card, card.decoder["rig"], "rig control reader",
                                      lambda p: ControlReader.load(p).to(device))
         self.out_size = int(card.width)     # frames are square at the card's size
@@ -68,7 +68,7 @@ class ToonDecoder:
         drawn = self.ref_decoder is not None or self.reader is not None
         self.blinks = IdleBlinks(card.fps, seed=seed, **blinks) if drawn and blinks else None
         self._ref: tuple | None = None
-        self._rig = None          # engine.rigdecoder.RigDecoder while the avatar has a rig
+        self._rig = None          # engine.codecs.rigdecoder.RigDecoder while the avatar has a rig
         self.fast_decode = None   # engine.accel.FastRefDecode: same frames in bf16 / compiled, when chosen
 
     def encode_image(self, image: np.ndarray) -> torch.Tensor:
@@ -78,7 +78,7 @@ class ToonDecoder:
         """A new avatar: `image` (its picture) and, for cartoon avatars, its `identity` (engine.toon).
 
         With an identity whose portrait is `image` and a card with a rig reader, frames are drawn
-        by the avatar's rig (engine.rigdecoder); otherwise by the reference-aware decoder.
+        by the avatar's rig (engine.codecs.rigdecoder); otherwise by the reference-aware decoder.
         """
         self._z_ref = reference_latent.reshape(1, *reference_latent.shape[-3:])
         self._rig, self._ref = self._rig_for(identity, image), None
@@ -86,7 +86,7 @@ class ToonDecoder:
             self.blinks.reset()
         if self._rig is not None or self.ref_decoder is None:
             return
-        from .refdecoder import image_to_tensor
+        from engine.codecs.refdecoder import image_to_tensor
         s = self.ref_decoder.cfg.image_size
         portrait = image_to_tensor(fit_image(image, s, s)).to(reference_latent.device)
         with torch.no_grad():
@@ -95,7 +95,7 @@ class ToonDecoder:
     def _rig_for(self, identity: Identity | None, image: np.ndarray) -> RigDecoder | None:
         if identity is None or self.reader is None:
             return None
-        from .rigdecoder import IdleHead, RigDecoder, rig_matches
+        from engine.codecs.rigdecoder import IdleHead, RigDecoder, rig_matches
         s = self.out_size
         if not rig_matches(identity, fit_image(image, s, s)):
             log.warning("avatar picture differs from its cartoon seed %s's portrait: drawing it as a picture",
@@ -196,10 +196,10 @@ def build_audio_encoder(card: ModelCard, fps: float):
     spec = dict(card.audio)
     kind = spec.pop("encoder", "logmel")
     if kind == "logmel":
-        from .logmel import LogMelEncoder
+        from engine.codecs.logmel import LogMelEncoder
         return LogMelEncoder(sample_rate=SAMPLE_RATE, fps=fps, **spec)
     if kind == "wav2vec2":
-        from .wav2vec import Wav2VecFeatures
+        from engine.codecs.wav2vec import Wav2VecFeatures
         if "path" not in spec:
             raise CheckpointError(f"model '{card.name}': the wav2vec2 audio encoder needs `path:` in the card")
         # samples per frame must be a whole number: pass 25, not 25.0
@@ -216,8 +216,8 @@ class WanDecoder:
     """
 
     def __init__(self, card: ModelCard, device: str | torch.device):
-        from .paper import vae_config
-        from .wan_vae import StreamingDecoder, load_wan_vae
+        from engine.paper import vae_config
+        from engine.codecs.wan_vae import StreamingDecoder, load_wan_vae
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         path = card.path(card.decoder.get("weights", "Wan2.1_VAE.pth"))
@@ -287,8 +287,8 @@ class AvatarStream:
                                   "video frames per block; audio_pack must equal video_frames_per_latent")
         self.model = card.build(self.device, dtype)
         self.audio = build_audio_encoder(card, card.fps)
-        if vad:   # non-speech reaches the model as silence (engine.vad)
-            from .vad import VoiceGate
+        if vad:   # non-speech reaches the model as silence (engine.codecs.vad)
+            from engine.codecs.vad import VoiceGate
             self.audio = VoiceGate(self.audio)
         if self.audio.dim != card.model.audio_dim:
             raise CheckpointError(f"model '{card.name}': audio encoder gives {self.audio.dim} features per frame, "
@@ -343,8 +343,8 @@ class AvatarStream:
 
     def _prompt_embedding(self, prompt: str) -> torch.Tensor:
         """(text_len, text_dim) from the card's PromptCache; umT5 is loaded (then freed) only on a miss."""
-        from .paper import text_spec
-        from .text_encoder import PromptCache
+        from engine.paper import text_spec
+        from engine.codecs.text_encoder import PromptCache
         spec = text_spec(self.card)
         if spec is None:
             raise CheckpointError(f"model '{self.card.name}' needs a text prompt encoder but its card names none; "
@@ -367,7 +367,7 @@ class AvatarStream:
         its tokenizer folder, run in bf16 as the authors do. Missing files give None rather than an
         error, so prompts already in the cache still work.
         """
-        from .text_encoder import HFTextEncoder
+        from engine.codecs.text_encoder import HFTextEncoder
         tokenizer = self.card.path(spec["tokenizer_dir"]) if spec.get("tokenizer_dir") else None
         if spec.get("model_dir"):
             return HFTextEncoder(self.card.path(spec["model_dir"]), tokenizer, device=self.device,
@@ -452,7 +452,7 @@ def feature_lookahead_s(audio_spec: dict) -> float:
     spec = dict(audio_spec)
     if spec.get("encoder", "logmel") != "logmel":
         return 0.0
-    from .logmel import DEFAULT_LOOKAHEAD_MS
+    from engine.codecs.logmel import DEFAULT_LOOKAHEAD_MS
     return float(spec.get("lookahead_ms", DEFAULT_LOOKAHEAD_MS)) / 1000.0
 
 

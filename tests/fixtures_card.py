@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
+from engine.codecs.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
 from engine.checkpoints import ModelCard, save_card
 from engine.config import ModelConfig, StreamConfig
-from engine.logmel import LogMelEncoder
+from engine.codecs.logmel import LogMelEncoder
 from engine.model import CausalDiT
 
 
@@ -30,7 +30,7 @@ def make_card(folder, image_size: int = 64, block_frames: int = 2, reference: bo
     decoder = {"kind": "toon", "weights": "autoencoder.safetensors"}
     size = image_size
     if reference:
-        from engine.refdecoder import RefDecoder, RefDecoderConfig
+        from engine.codecs.refdecoder import RefDecoder, RefDecoderConfig
         latent = ae_cfg.latent_size
         size = latent * 32
         RefDecoder(RefDecoderConfig(image_size=size, latent_channels=4, latent_size=latent)).save(

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.checkpoints import load_card
-from engine.refdecoder import RefDecoder, RefDecoderConfig, from_patches, to_patches
+from engine.codecs.refdecoder import RefDecoder, RefDecoderConfig, from_patches, to_patches
 from engine.stream import MODELS_DIR, AvatarStream, IdleBlinks, build_decoder
 from engine.toon import random_identity, render_portrait
 from engine.toon.regions import eye_box

@@ -5,11 +5,11 @@ import pytest
 
 from avatarcam.config import Settings, apply_overrides
 from engine.checkpoints import load_card
-from engine.logmel import LogMelEncoder
+from engine.codecs.logmel import LogMelEncoder
 from engine.stream import AvatarStream
 from engine.train.toon.sounds import make_sound
 from engine.train.toon.voices import Voice, speak
-from engine.vad import CHUNK, VoiceGate
+from engine.codecs.vad import CHUNK, VoiceGate
 from tests.fixtures_card import random_card  # noqa: F401
 
 

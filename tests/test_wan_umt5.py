@@ -22,8 +22,8 @@ pytest.importorskip("tokenizers")
 from tokenizers import Tokenizer, models, pre_tokenizers, processors  # noqa: E402
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, UMT5EncoderModel  # noqa: E402
 
-from engine.text_encoder import HFTextEncoder, encode_prompt  # noqa: E402
-from engine.wan_umt5 import (convert_wan_umt5, load_wan_umt5, read_wan_umt5, wan_umt5_config,  # noqa: E402
+from engine.codecs.text_encoder import HFTextEncoder, encode_prompt  # noqa: E402
+from engine.codecs.wan_umt5 import (convert_wan_umt5, load_wan_umt5, read_wan_umt5, wan_umt5_config,  # noqa: E402
                              wan_umt5_model)
 from tests.fixtures_umt5 import random_umt5, to_wan  # noqa: E402
 

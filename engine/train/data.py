@@ -26,9 +26,9 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from engine.autoencoder import ToonAutoencoder
+from engine.codecs.autoencoder import ToonAutoencoder
 from engine.files import atomic_write, atomic_write_text
-from engine.logmel import LogMelEncoder
+from engine.codecs.logmel import LogMelEncoder
 from engine.train.dist import Dist, setup, teardown
 from engine.train.recipe import DataConfig, load_recipe
 from engine.train.toon.clips import make_clip

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from engine.checkpoints import ModelCard, save_card
 from engine.files import atomic_write, atomic_write_text
-from engine.logmel import LogMelEncoder
+from engine.codecs.logmel import LogMelEncoder
 from engine.train import data as data_stage
 from engine.train import dmd, ode_backfill, teacher
 from engine.train.dist import Dist, setup, teardown
@@ -63,7 +63,7 @@ def write_card(recipe: Recipe, student_weights: Path, folder: str | Path) -> Pat
     decoder: dict = {"kind": "toon", "weights": AUTOENCODER}
     size = recipe.data.image_size
     if recipe.data.reference_decoder:
-        from engine.refdecoder import RefDecoder
+        from engine.codecs.refdecoder import RefDecoder
         src = data_stage.resolve(recipe.data.reference_decoder).with_suffix(".safetensors")
         size = RefDecoder.load(src).cfg.image_size
         _copy_pair(src, folder, REFERENCE_DECODER)

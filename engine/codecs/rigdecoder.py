@@ -20,7 +20,7 @@ the way the generator errs; `engine/train/train_rig.py`). What is drawn from its
 - not the lids: the audio cannot predict blinks, so the stream's `IdleBlinks` clock shuts them.
 
 Avatars that are only pictures (photos, drawings) have no rig and keep the reference-aware
-decoder (`engine/refdecoder.py`).
+decoder (`engine/codecs/refdecoder.py`).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .toon.identity import Identity
-from .toon.render import FaceControls, render_frame, render_portrait
-from .config import to_dict
-from .weights_pair import load_weights, read_config, save_pair
+from engine.toon.identity import Identity
+from engine.toon.render import FaceControls, render_frame, render_portrait
+from engine.config import to_dict
+from engine.codecs.weights_pair import load_weights, read_config, save_pair
 
 READ_CONTROLS = ("mouth_open", "mouth_width", "mouth_round", "yaw", "roll", "nod")
 SIGNED = ("yaw", "roll", "nod")        # in -1..1 (tanh); the others in 0..1 (sigmoid)

@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .files import atomic_write, atomic_write_text
+from engine.files import atomic_write, atomic_write_text
 
 
 def save_pair(module: nn.Module, config: dict, path: str | os.PathLike, fmt: str) -> Path:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .weights_pair import load_weights, read_config, save_pair
+from engine.codecs.weights_pair import load_weights, read_config, save_pair
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class ToonAutoencoder(nn.Module):
         return load_weights(cls(ToonAutoencoderConfig(**cfg)), path, "toon autoencoder", map_location)
 
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "models" / "toon" / "autoencoder.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "models" / "toon" / "autoencoder.safetensors"
 
 
 def load_default(map_location: str = "cpu") -> ToonAutoencoder:

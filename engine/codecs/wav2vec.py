@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import SAMPLE_RATE
+from engine.config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

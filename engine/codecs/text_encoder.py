@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .files import atomic_write
+from engine.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class HFTextEncoder:
                              "tokenizer_dir (the google/umt5-xxl folder of the Wan2.1 download)")
         self.tokenizer = AutoTokenizer.from_pretrained(os.fspath(tokenizer_dir or model_dir), local_files_only=True)
         if self.wan_file:
-            from .wan_umt5 import read_wan_umt5, wan_umt5_config
+            from engine.codecs.wan_umt5 import read_wan_umt5, wan_umt5_config
             self.config = wan_umt5_config(read_wan_umt5(self.model_dir))  # memory-mapped: only shapes are read
         else:
             self.config = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
@@ -102,7 +102,7 @@ class HFTextEncoder:
         if self.model is not None:
             return
         if self.wan_file:
-            from .wan_umt5 import load_wan_umt5
+            from engine.codecs.wan_umt5 import load_wan_umt5
             self.model = load_wan_umt5(self.model_dir, dtype=self.dtype, device=self.device)
             log.info("loaded text encoder %s on %s", self.encoder_id, self.device)
             return

@@ -23,7 +23,7 @@ import math
 import numpy as np
 import torch
 
-from .config import SAMPLE_RATE
+from engine.config import SAMPLE_RATE
 
 DEFAULT_LOOKAHEAD_MS = 20.0  # future audio per frame's features (adds to the stream's latency)
 
