@@ -60,7 +60,7 @@ def measure(image: np.ndarray, autoencoder=None) -> DomainFit:
     import torch
 
     from engine.codecs.autoencoder import load_default
-    from engine.stream import fit_image
+    from engine.codecs.decoders import fit_image
     ae = autoencoder or load_default()
     s = ae.cfg.image_size
     small = fit_image(image, s, s)

@@ -31,7 +31,8 @@ from engine.config import ModelConfig  # noqa: E402
 from engine.model import CausalDiT  # noqa: E402
 from engine.paper import (PRESETS, TEXT_SPEC_FILE, UMT5_FILE, PaperFiles, paper_stream, text_spec,  # noqa: E402
                           verify_files)
-from engine.stream import AvatarStream, WanDecoder  # noqa: E402
+from engine.codecs.decoders import WanDecoder  # noqa: E402
+from engine.stream import AvatarStream  # noqa: E402
 from engine.codecs.text_encoder import HFTextEncoder, encode_prompt  # noqa: E402
 from engine.codecs.wan_vae import WanVAE, WanVAEConfig  # noqa: E402
 from tests.fixtures_umt5 import random_umt5, wan_umt5_state  # noqa: E402

@@ -8,7 +8,8 @@ import torch
 from engine.checkpoints import load_card
 from engine.eval_picture import Geometry, white_pixels
 from engine.codecs.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig, rig_matches
-from engine.stream import MODELS_DIR, AvatarStream, build_decoder
+from engine.codecs.decoders import build_decoder
+from engine.stream import MODELS_DIR, AvatarStream
 from engine.toon import random_identity, render_portrait
 from engine.toon.regions import mouth_box
 from tests.fixtures_qt import ui_home  # noqa: F401  (fixture)

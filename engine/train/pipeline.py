@@ -32,7 +32,7 @@ MAX_CARD_BYTES = 40 * 1024 * 1024
 AUTOENCODER = "autoencoder.safetensors"
 REFERENCE_DECODER = "refdecoder.safetensors"
 RIG = "rig.safetensors"
-IDLE_BLINKS = {"min_s": 2.5, "max_s": 6.0}     # seconds between the stream's idle blinks (engine.stream.IdleBlinks)
+IDLE_BLINKS = {"min_s": 2.5, "max_s": 6.0}     # seconds between the stream's idle blinks (engine.codecs.decoders.IdleBlinks)
 
 
 def logmel_settings(overrides: dict) -> dict:
