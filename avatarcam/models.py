@@ -26,7 +26,7 @@ def models_dir() -> Path:
 
 
 def shipped_dir() -> Path:
-    from engine.stream import MODELS_DIR
+    from engine.card import MODELS_DIR
     return MODELS_DIR
 
 
@@ -41,7 +41,8 @@ class ModelEntry:
 
 
 def _entry(folder: Path, source: str) -> ModelEntry:
-    from engine.checkpoints import CheckpointError, load_card
+    from engine.card import load_card
+    from engine.checkpoints import CheckpointError
     try:
         card = load_card(folder)
     except CheckpointError as exc:
@@ -113,7 +114,7 @@ def verify_model(name: str, imported_root: Path | None = None):
 def write_model_checksums(name: str, imported_root: Path | None = None) -> str:
     """Rewrite a card folder's checksums.yaml from its files as they are now; returns what was done."""
     import time
-    from engine.checkpoints import write_card_checksums
+    from engine.card import write_card_checksums
     from engine.checksums import listed_files
     folder = resolve_model(name, imported_root)
     folder = folder.parent if folder.is_file() else folder

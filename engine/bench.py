@@ -81,8 +81,8 @@ class BenchSetup:
 
 def toon_model() -> ModelConfig:
     """The size we ship for CPU real time (the shipped card's model: 64 tokens per frame, log-mel, no text)."""
-    from .checkpoints import load_card
-    return load_card(Path(__file__).resolve().parent / "models" / "toon").model
+    from .card import MODELS_DIR, load_card
+    return load_card(MODELS_DIR / "toon").model
 
 
 def _stream(block_frames: int) -> StreamConfig:

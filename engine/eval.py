@@ -238,7 +238,7 @@ def truth_round_trip_open(stream, identity, controls: np.ndarray, probe) -> np.n
 def run_stream(job: StreamJob) -> dict:
     """Stream the audio one block at a time; per frame: distance to reference, probe, frame change."""
     import torch
-    from engine.checkpoints import load_card
+    from engine.card import load_card
     from engine.probe import MouthProbe
     from engine.stream import AvatarStream
     from engine.toon import random_identity, render_portrait
@@ -528,7 +528,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     """Every part of the evaluation; returns the JSON-ready result."""
     from engine.checkpoints import CheckpointError
     from engine.probe import MouthProbe, probe_metrics
-    from engine.stream import resolve_card
+    from engine.card import resolve_card
     from engine.train.toon.clips import make_clip
 
     t_start = time.time()

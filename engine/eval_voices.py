@@ -267,7 +267,7 @@ def evaluate(cfg: VoicesConfig) -> dict:
     import torch
     from engine.eval import _clean, _portable
     from engine.probe import MouthProbe
-    from engine.stream import resolve_card
+    from engine.card import resolve_card
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t_start = time.time()

@@ -6,13 +6,9 @@ names, shapes and dtypes; the wav2vec2 config; the umT5 files) and reports *ever
 message, then writes a model card folder that points at the files (absolute paths; copies only
 when asked: they are gigabytes). The architecture comes from a `Preset`, so the same code
 verifies the real 1.3B files ("paper") and the tiny fakes the tests build ("tiny").
-
-The text encoder paths live in a sidecar `text_encoder.yaml` next to `model.yaml`, because the
-card format has no text section yet.
 """
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import logging
 import os
@@ -23,12 +19,10 @@ from pathlib import Path
 from typing import Mapping
 
 import torch
-import yaml
 
-from engine.checkpoints import (CheckpointError, ModelCard, check_state_dict, load_card, read_official_checkpoint,
-                          save_card, write_card_checksums)
+from engine.card import AudioSpec, DecoderSpec, ModelCard, TextSpec, load_card, save_card
+from engine.checkpoints import CheckpointError, check_state_dict, read_official_checkpoint
 from engine.config import SAMPLE_RATE, ModelConfig, StreamConfig
-from engine.files import atomic_write_text
 from engine.model import CausalDiT
 from engine.codecs.wan_umt5 import convert_wan_umt5, read_wan_umt5, wan_umt5_config
 from engine.codecs.wan_vae import WanVAE, WanVAEConfig
@@ -39,7 +33,6 @@ log = logging.getLogger(__name__)
 WAN_VAE_FILE = "Wan2.1_VAE.pth"
 UMT5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
 UMT5_TOKENIZER = "google/umt5-xxl"
-TEXT_SPEC_FILE = "text_encoder.yaml"
 DEFAULT_ENCODER_ID = "umt5-xxl-wan2.1-bf16"
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Heads of wav2vec2 checkpoints that the feature encoder does not use (CTC / pre-training).
@@ -357,33 +350,6 @@ def verify_files(files: PaperFiles, preset: str | Preset = "paper") -> Report:
 
 
 # -- cards ---------------------------------------------------------------------------------------------
-def _vae_section(cfg: WanVAEConfig) -> dict:
-    out = {}
-    for f in dataclasses.fields(cfg):
-        if f.name in ("latent_mean", "latent_std"):
-            continue
-        value = getattr(cfg, f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
-def vae_config(card: ModelCard) -> WanVAEConfig:
-    """The Wan VAE configuration a card's decoder section names (the published VAE by default)."""
-    section = dict(card.decoder.get("vae") or {})
-    return WanVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
-
-
-def text_spec(card: ModelCard) -> dict | None:
-    """The card's text encoder paths (sidecar file), or None when the card has none."""
-    path = card.root / TEXT_SPEC_FILE
-    if not path.is_file():
-        return None
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a mapping of text encoder settings")
-    return data
-
-
 def _copy_into(src: Path, dest: Path) -> None:
     """Copy a file or a folder so that `dest` appears whole or not at all."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -424,18 +390,17 @@ def import_paper(files: PaperFiles, models_dir: str | os.PathLike, name: str | N
             log.info("copying %s -> %s", src, folder / local[key])
             _copy_into(src, folder / local[key])
             paths[key] = Path(local[key])
+    text = None
+    if p.model.has_text:
+        text = TextSpec(encoder_id=DEFAULT_ENCODER_ID, weights=str(paths["umt5"]), tokenizer_dir=str(paths["tokenizer"]),
+                        model_dir=str(paths["t5"]) if paths["t5"] is not None else None)
     card = ModelCard(
         name=name, model=p.model, stream=paper_stream(), weights=str(paths["dit"]), fps=25.0,
         width=p.width, height=p.height, video_frames_per_latent=4,
-        audio={"encoder": "wav2vec2", "path": str(paths["wav2vec"])},
-        decoder={"kind": "wan", "weights": str(paths["vae"]), "vae": _vae_section(p.vae)},
+        audio=AudioSpec(encoder="wav2vec2", path=str(paths["wav2vec"])),
+        decoder=DecoderSpec(kind="wan", weights=str(paths["vae"]), vae=p.vae), text=text,
         description=f"AvatarForcing ({preset} architecture) imported from {files.dit}")
     save_card(card, folder)
-    if p.model.has_text:
-        spec = {"encoder_id": DEFAULT_ENCODER_ID, "weights": str(paths["umt5"]), "tokenizer_dir": str(paths["tokenizer"]),
-                "model_dir": str(paths["t5"]) if paths["t5"] is not None else None, "cache_dir": "prompt_cache"}
-        atomic_write_text(folder / TEXT_SPEC_FILE, yaml.safe_dump(spec, sort_keys=False))
-        write_card_checksums(folder)
     log.info("imported %s into %s", name, folder)
     return folder, report
 
@@ -451,33 +416,24 @@ def verify_card(folder: str | os.PathLike) -> Report:
     report.checked.append(f"card {card.root / 'model.yaml'}")
     _verify_checksums(card, report)
     check_dit(card.path(card.weights), card.model, report)
-    kind = card.decoder.get("kind", "toon")
-    if kind == "wan":
-        try:
-            check_vae(card.path(card.decoder["weights"]), vae_config(card), report)
-        except (KeyError, TypeError, ValueError) as exc:
-            report.problems.append(f"decoder section of the card is invalid: {exc}")
+    if card.decoder.kind == "wan":
+        check_vae(card.path(card.decoder.weights_file), card.decoder.vae_config, report)
     else:
-        weights = card.path(card.decoder.get("weights", "autoencoder.safetensors"))
+        weights = card.path(card.decoder.weights_file)
         if not weights.is_file():
             report.problems.append(f"decoder: no file at {weights}")
         else:
             problem = _safetensors_problem(weights)
             (report.problems.append(f"decoder: {problem}") if problem
              else report.checked.append(f"decoder {weights}"))
-    encoder = card.audio.get("encoder", "logmel")
-    if encoder == "wav2vec2":
-        check_wav2vec(card.path(card.audio.get("path", "")), card.model.audio_dim, report)
+    if card.audio.encoder == "wav2vec2":
+        check_wav2vec(card.path(card.audio.path), card.model.audio_dim, report)
     if card.model.has_text:
-        try:
-            spec = text_spec(card)
-        except CheckpointError as exc:
-            report.problems.append(str(exc))
-            spec = None
-        if spec is None:
-            report.problems.append(f"the model cross-attends to text but {card.root / TEXT_SPEC_FILE} is missing")
+        if card.text is None:
+            report.problems.append(f"the model cross-attends to text but {card.root / 'model.yaml'} has no `text:` "
+                                   "section (the prompt encoder's files)")
         else:
-            _verify_text_spec(card, spec, report)
+            _verify_text_spec(card, card.text, report)
     return report
 
 
@@ -514,16 +470,17 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
-def _verify_text_spec(card: ModelCard, spec: dict, report: Report) -> None:
+def _verify_text_spec(card: ModelCard, spec: TextSpec, report: Report) -> None:
     """The card's text encoder files exist, and its Wan umT5 .pth still fits the DiT tensor by tensor."""
     before = len(report.problems)
     for key in ("weights", "tokenizer_dir", "model_dir"):
-        if spec.get(key) and not card.path(spec[key]).exists():
-            report.problems.append(f"text encoder {key}: {card.path(spec[key])} does not exist")
-    weights = card.path(spec["weights"]) if spec.get("weights") else None
+        value = getattr(spec, key)
+        if value and not card.path(value).exists():
+            report.problems.append(f"text encoder {key}: {card.path(value)} does not exist")
+    weights = card.path(spec.weights) if spec.weights else None
     summary = None
     if weights is not None and weights.is_file():
         summary = check_umt5_weights(weights, card.model.text_dim, report)
     if len(report.problems) == before:
-        report.checked.append(f"text encoder files ({spec.get('encoder_id')}"
+        report.checked.append(f"text encoder files ({spec.encoder_id}"
                               + (f"; umT5 {summary}" if summary else "") + ")")

@@ -71,7 +71,7 @@ def worker(model: str, variants: list[str]) -> None:
     torch.set_num_threads(1)
     from engine.accel import (REFERENCE, BlockClock, Variant, counted_gflop, open_variant_stream, parity, step_gflop,
                               warm_stream)
-    from engine.stream import resolve_card
+    from engine.card import resolve_card
     out = sys.stdout
     sys.stdout = sys.stderr                      # library prints must not break the protocol
     card = resolve_card(model)

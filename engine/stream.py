@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 import torch
 
-from engine.checkpoints import CheckpointError, ModelCard, load_card
+from engine.card import ModelCard, TextSpec, resolve_card
+from engine.checkpoints import CheckpointError
 from engine.codecs.audio import build_audio_encoder
 from engine.codecs.decoders import build_decoder, fit_image
 from engine.config import replace
@@ -26,21 +27,7 @@ if TYPE_CHECKING:  # imported where used, so the stream does not pull in the tex
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 TIMES_KEPT = 1000  # recent step / decode times each stream keeps (for percentiles)
-
-
-def resolve_card(model: str | Path | None) -> ModelCard:
-    """A shipped model by name ('toon') or a path to a card folder."""
-    name = str(model or "toon")
-    candidate = Path(name).expanduser()
-    if candidate.exists():
-        return load_card(candidate)
-    shipped = MODELS_DIR / name
-    if shipped.exists():
-        return load_card(shipped)
-    known = sorted(p.name for p in MODELS_DIR.iterdir() if (p / "model.yaml").exists()) if MODELS_DIR.exists() else []
-    raise CheckpointError(f"model '{name}' not found: give a model folder (with model.yaml) or one of {known}")
 
 
 class AvatarStream:
@@ -111,15 +98,14 @@ class AvatarStream:
 
     def _prompt_embedding(self, prompt: str) -> torch.Tensor:
         """(text_len, text_dim) from the card's PromptCache; umT5 is loaded (then freed) only on a miss."""
-        from engine.paper import text_spec
         from engine.codecs.text_encoder import PromptCache
-        spec = text_spec(self.card)
+        spec = self.card.text
         if spec is None:
             raise CheckpointError(f"model '{self.card.name}' needs a text prompt encoder but its card names none; "
                                   "re-import it with `avatarcam models import`")
-        cache = PromptCache(self.card.path(spec.get("cache_dir", "prompt_cache")))
+        cache = PromptCache(self.card.path(spec.cache_dir))
         encoder = self._text_encoder(spec)
-        key = encoder.encoder_id if encoder is not None else spec.get("encoder_id", "")
+        key = encoder.encoder_id if encoder is not None else spec.encoder_id or ""
         try:
             return cache.get(prompt, key, encoder)
         except KeyError as exc:
@@ -128,7 +114,7 @@ class AvatarStream:
                                   "nor the Wan .pth (weights) plus its tokenizer folder (tokenizer_dir) is there; "
                                   "re-import it with the Wan2.1 download") from exc
 
-    def _text_encoder(self, spec: dict) -> HFTextEncoder | None:
+    def _text_encoder(self, spec: TextSpec) -> HFTextEncoder | None:
         """The card's umT5 encoder (not loaded yet), or None when its files are absent.
 
         An HF folder (``model_dir``) wins; otherwise the Wan download's ``.pth`` (``weights``) with
@@ -136,14 +122,14 @@ class AvatarStream:
         error, so prompts already in the cache still work.
         """
         from engine.codecs.text_encoder import HFTextEncoder
-        tokenizer = self.card.path(spec["tokenizer_dir"]) if spec.get("tokenizer_dir") else None
-        if spec.get("model_dir"):
-            return HFTextEncoder(self.card.path(spec["model_dir"]), tokenizer, device=self.device,
-                                 encoder_id=spec.get("encoder_id"))
-        weights = self.card.path(spec["weights"]) if spec.get("weights") else None
+        tokenizer = self.card.path(spec.tokenizer_dir) if spec.tokenizer_dir else None
+        if spec.model_dir:
+            return HFTextEncoder(self.card.path(spec.model_dir), tokenizer, device=self.device,
+                                 encoder_id=spec.encoder_id)
+        weights = self.card.path(spec.weights) if spec.weights else None
         if weights is not None and weights.is_file() and tokenizer is not None and tokenizer.is_dir():
             return HFTextEncoder(weights, tokenizer, device=self.device, dtype=torch.bfloat16,
-                                 encoder_id=spec.get("encoder_id"))
+                                 encoder_id=spec.encoder_id)
         return None
 
     def push_audio(self, pcm: np.ndarray) -> list[np.ndarray]:
@@ -213,15 +199,6 @@ def expected_latency_s(block_s: float, lookahead_blocks: int, feature_lookahead_
     `lookahead_blocks` window steps (L-1 for the sliding window) before it is clean, plus the audio
     features' own look-ahead. The one formula for the app's estimates and the running stream."""
     return block_s * (1 + lookahead_blocks) + feature_lookahead_s
-
-
-def feature_lookahead_s(audio_spec: dict) -> float:
-    """Seconds of future audio a card's encoder reads per frame (log-mel's `lookahead_ms`; wav2vec2: 0 here)."""
-    spec = dict(audio_spec)
-    if spec.get("encoder", "logmel") != "logmel":
-        return 0.0
-    from engine.codecs.logmel import DEFAULT_LOOKAHEAD_MS
-    return float(spec.get("lookahead_ms", DEFAULT_LOOKAHEAD_MS)) / 1000.0
 
 
 def open_stream(model: str | Path | None = None, device: str = "cpu", **kwargs) -> AvatarStream:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import load_card
+from engine.card import MODELS_DIR, load_card
 from engine.codecs.refdecoder import RefDecoder, RefDecoderConfig, from_patches, to_patches
 from engine.codecs.decoders import IdleBlinks, build_decoder
-from engine.stream import MODELS_DIR, AvatarStream
+from engine.stream import AvatarStream
 from engine.toon import random_identity, render_portrait
 from engine.toon.regions import eye_box
 from engine.eval_picture import edge_energy, psnr

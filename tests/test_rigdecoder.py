@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import load_card
+from engine.card import MODELS_DIR, load_card
 from engine.eval_picture import Geometry, white_pixels
 from engine.codecs.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig, rig_matches
 from engine.codecs.decoders import build_decoder
-from engine.stream import MODELS_DIR, AvatarStream
+from engine.stream import AvatarStream
 from engine.toon import random_identity, render_portrait
 from engine.toon.regions import mouth_box
 from tests.fixtures_qt import ui_home  # noqa: F401  (fixture)

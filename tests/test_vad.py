@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from avatarcam.config import Settings, apply_overrides
-from engine.checkpoints import load_card
+from engine.card import load_card
 from engine.codecs.logmel import LogMelEncoder
 from engine.stream import AvatarStream
 from engine.train.toon.sounds import make_sound

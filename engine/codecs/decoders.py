@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
-from engine.checkpoints import CheckpointError, ModelCard
+from engine.card import ModelCard
+from engine.checkpoints import CheckpointError
 
 if TYPE_CHECKING:
     from engine.codecs.rigdecoder import RigDecoder
@@ -39,27 +40,29 @@ class ToonDecoder:
 
     def __init__(self, card: ModelCard, device: str | torch.device, seed: int | None = 0):
         from engine.codecs.autoencoder import ToonAutoencoder
-        self.ae = _load_part(card, card.decoder.get("weights", "autoencoder.safetensors"), "decoder",
+        spec = card.decoder
+        self.ae = _load_part(card, spec.weights_file, "decoder",
                              lambda p: ToonAutoencoder.load(p, map_location="cpu").to(device))
         self.size = self.ae.cfg.image_size
         self.ref_decoder = None
-        if card.decoder.get("reference"):
+        if spec.reference:
             from engine.codecs.refdecoder import BaseDecoder, RefDecoder
-            self.ref_decoder = _load_part(card, card.decoder["reference"], "reference decoder",
+            self.ref_decoder = _load_part(card, spec.reference, "reference decoder",
                                           lambda p: RefDecoder.load(p).to(device))
             self.ref_decoder = self.ref_decoder.to(memory_format=torch.channels_last)
             if self.ref_decoder.cfg.base:
                 self.ref_decoder.attach_base(BaseDecoder(self.ae))
         self.reader = None
-        if card.decoder.get("rig"):
+        if spec.rig:
             from engine.codecs.rigdecoder import ControlReader
-            self.reader = _load_part(card, card.decoder["rig"], "rig control reader",
+            self.reader = _load_part(card, spec.rig, "rig control reader",
                                      lambda p: ControlReader.load(p).to(device))
         self.out_size = int(card.width)     # frames are square at the card's size
         self.fps, self.seed = card.fps, seed
-        blinks = card.decoder.get("idle_blinks", {})
+        blinks = spec.idle_blinks
         drawn = self.ref_decoder is not None or self.reader is not None
-        self.blinks = IdleBlinks(card.fps, seed=seed, **blinks) if drawn and blinks else None
+        self.blinks = IdleBlinks(card.fps, seed=seed, min_s=blinks.min_s, max_s=blinks.max_s) \
+            if drawn and blinks else None
         self._ref: tuple | None = None
         self._rig = None          # engine.codecs.rigdecoder.RigDecoder while the avatar has a rig
         self.fast_decode = None   # engine.accel.FastRefDecode: same frames in bf16 / compiled, when chosen
@@ -194,15 +197,14 @@ class WanDecoder:
     """
 
     def __init__(self, card: ModelCard, device: str | torch.device):
-        from engine.paper import vae_config
         from engine.codecs.wan_vae import StreamingDecoder, load_wan_vae
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        path = card.path(card.decoder.get("weights", "Wan2.1_VAE.pth"))
+        path = card.path(card.decoder.weights_file)
         if not path.is_file():
             raise CheckpointError(f"model '{card.name}': Wan VAE weights missing at {path}")
         try:
-            self.vae = load_wan_vae(path, vae_config(card), self.device, self.dtype)
+            self.vae = load_wan_vae(path, card.decoder.vae_config, self.device, self.dtype)
         except ValueError as exc:
             raise CheckpointError(f"model '{card.name}': {exc}") from exc
         self.stream = StreamingDecoder(self.vae)
@@ -229,9 +231,7 @@ class WanDecoder:
 
 
 def build_decoder(card: ModelCard, device: str | torch.device, seed: int | None = 0) -> FrameDecoder:
-    kind = card.decoder.get("kind", "toon")
-    if kind == "toon":
-        return ToonDecoder(card, device, seed=seed)
-    if kind == "wan":
+    """The decoder the card's `decoder.kind` names (the card accepts only the kinds built here)."""
+    if card.decoder.kind == "wan":
         return WanDecoder(card, device)
-    raise CheckpointError(f"model '{card.name}': decoder '{kind}' is not available in this build (known: toon, wan)")
+    return ToonDecoder(card, device, seed=seed)
