@@ -292,7 +292,7 @@ def parity(card, variants: list[Variant], image: np.ndarray, pcm: np.ndarray,
 # -- cost ------------------------------------------------------------------------------------------------
 def step_gflop(stream: "AvatarStream") -> float:
     """Model GFLOP of one steady-state step (window + cache update) of a started stream, from the config."""
-    from engine.bench import step_flops, steady_calls
+    from engine.flops import step_flops, steady_calls
     cfg = stream.model.cfg if hasattr(stream.model, "cfg") else stream.card.model
     gh, gw = cfg.patch_size[1], cfg.patch_size[2]
     h, w = stream.sampler.ref.shape[-2:]

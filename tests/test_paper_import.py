@@ -25,11 +25,12 @@ transformers = pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")
 
 from avatarcam.errors import ModelError  # noqa: E402
-from avatarcam.models import format_list, import_model, list_models, verify_model  # noqa: E402
+from avatarcam.model_import import import_model, verify_model  # noqa: E402
+from avatarcam.models import format_list, list_models  # noqa: E402
 from engine.card import load_card  # noqa: E402
 from engine.config import ModelConfig  # noqa: E402
 from engine.model import CausalDiT  # noqa: E402
-from engine.paper import PRESETS, UMT5_FILE, PaperFiles, paper_stream, verify_files  # noqa: E402
+from engine.tools.paper_import import PRESETS, UMT5_FILE, PaperFiles, paper_stream, verify_files  # noqa: E402
 from engine.codecs.decoders import WanDecoder  # noqa: E402
 from engine.stream import AvatarStream  # noqa: E402
 from engine.codecs.text_encoder import HFTextEncoder, encode_prompt  # noqa: E402

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from engine.card import MODELS_DIR, load_card
-from engine.eval_picture import Geometry, white_pixels
+from engine.tools.eval_picture import Geometry, white_pixels
 from engine.codecs.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig, rig_matches
 from engine.codecs.decoders import build_decoder
 from engine.stream import AvatarStream

@@ -1,15 +1,15 @@
 """Evaluate a toon model card: lip sync, stability over a long rollout, and the anchor ablations.
 
-    python -m engine.eval [--model engine/models/toon] [--ode-student PATH] [--quick]
-                          [--out docs/eval_toon.json] [--plot docs/eval_toon.png] [--report docs/eval_toon.md]
-    python -m engine.eval --rerender      (no streaming: targets, plot and report again from the JSON)
+    python -m engine.tools.eval [--model engine/models/toon] [--ode-student PATH] [--quick]
+                                [--out docs/eval_toon.json] [--plot docs/eval_toon.png] [--report docs/eval_toon.md]
+    python -m engine.tools.eval --rerender      (no streaming: targets, plot and report again from the JSON)
 
 Full size (6 x 8 s lip sync, 10-minute rollout, 7 ablations x 100 s) took 14.5 min with 2 worker
 processes on a 2-core CPU; shrink with --rollout-seconds / --ablation-seconds on a busier machine.
 
 Why these measurements: the ground truth of a held-out clip (seeds >= 100000: voices, texts and
 identities the model never saw) is the mouth_open track the renderer was driven with. The model's
-frames are read back with the mouth probe (`engine.probe`), so lip sync is a correlation between
+frames are read back with the mouth probe (`engine.tools.probe`), so lip sync is a correlation between
 two per-frame signals, stability is the distance of generated frames to the reference portrait as
 the stream goes on, and each ablation switches off one anchor of the sampler (StreamConfig) on the
 same audio. Everything goes through the public AvatarStream API, audio pushed one block at a time
@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,15 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.config import SAMPLE_RATE
+from engine.tools.lipsync import (CLOSED_TARGET, SILENT_LEVEL, SILENT_RUN, SILENT_TRIM, best_lag, pearson,
+                                  silence_stats, silent_mask)
+from engine.tools.results import REPO, clean, portable, write_json
+
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ODE_STUDENT = REPO / "runs" / "toon" / "ode" / "student.safetensors"
-SAMPLE_RATE = 16000
-SILENT_LEVEL = 0.02      # ground-truth mouth_open below this counts as silent
-SILENT_RUN = 8           # ... for at least this many frames
-SILENT_TRIM = 2          # frames dropped at each end of a silent stretch (closing / opening motion)
-CLOSED_TARGET = 0.1      # mean probe openness in silence at or below this: "mouth closed"
 # an ablation counts as worse than the full model only beyond these margins (noise between runs)
 DRIFT_MARGIN = 0.005     # |drift| larger by more than half a percentage point
 REL_MARGIN = 0.02        # distance / jitter larger by more than 2 %
@@ -83,7 +81,7 @@ class EvalConfig:
     ablations: tuple[str, ...] = tuple(VARIANTS)
     picture_avatars: int = 4                 # held-out avatars (glasses and hats among them) for the picture
     picture_seconds: float = 60.0            # ... each on this much held-out speech with silences
-    creator_avatars: int = 2                 # creator-made mixes (engine.eval_creator), on the same speech
+    creator_avatars: int = 2                 # creator-made mixes (engine.tools.eval_creator), on the same speech
     sheets: str | None = None                # contact sheets: <sheets>_frames.png and <sheets>_eyes.png
     rig: bool = True                         # cartoon avatars drawn by their rig (False: the learned decoder)
 
@@ -96,67 +94,7 @@ class EvalConfig:
         return cls(**base)
 
 
-# -- signals ----------------------------------------------------------------------------------------------
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if len(a) < 3 or a.std() < 1e-9 or b.std() < 1e-9:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def lag_correlations(pairs: list[tuple[np.ndarray, np.ndarray]], max_lag: int) -> dict[int, float]:
-    """Pearson r of (truth[t], generated[t + k]) pooled over all sequences, for k in -max_lag..max_lag."""
-    out = {}
-    for k in range(-max_lag, max_lag + 1):
-        xs, ys = [], []
-        for truth, gen in pairs:
-            n = min(len(truth), len(gen))
-            if n - abs(k) < 3:
-                continue
-            if k >= 0:
-                xs.append(truth[: n - k]), ys.append(gen[k:n])
-            else:
-                xs.append(truth[-k:n]), ys.append(gen[: n + k])
-        out[k] = pearson(np.concatenate(xs), np.concatenate(ys)) if xs else float("nan")
-    return out
-
-
-def best_lag(pairs: list[tuple[np.ndarray, np.ndarray]], max_lag: int) -> dict:
-    """Lag (frames; > 0 = video late) with the highest correlation, r there and at lag 0, r over every lag."""
-    rs = lag_correlations(pairs, max_lag)
-    finite = {k: r for k, r in rs.items() if not math.isnan(r)}
-    lag = max(finite, key=lambda k: (finite[k], -abs(k))) if finite else 0
-    return {"best_lag": int(lag), "r_best": finite.get(lag, float("nan")), "r_lag0": rs.get(0, float("nan")),
-            "lags": list(rs), "r_by_lag": [rs[k] for k in rs]}
-
-
-def silent_mask(truth: np.ndarray, level: float = SILENT_LEVEL, min_run: int = SILENT_RUN,
-                trim: int = SILENT_TRIM) -> np.ndarray:
-    """Frames inside silent stretches (truth < level for >= min_run frames), `trim` frames off each end."""
-    quiet = np.asarray(truth) < level
-    mask = np.zeros(len(quiet), bool)
-    start = None
-    for i, q in enumerate(np.append(quiet, False)):
-        if q and start is None:
-            start = i
-        elif not q and start is not None:
-            if i - start >= min_run:
-                mask[start + trim: i - trim] = True
-            start = None
-    return mask
-
-
-def silence_stats(truth: np.ndarray, opened: np.ndarray) -> dict:
-    """Probe openness in silent stretches vs speaking frames."""
-    silent = silent_mask(truth)
-    speaking = np.asarray(truth) >= SILENT_LEVEL
-    def mean(m):
-        return float(opened[m].mean()) if m.any() else float("nan")
-    return {"silent_frames": int(silent.sum()), "speaking_frames": int(speaking.sum()),
-            "silent_mean_open": mean(silent), "speaking_mean_open": mean(speaking),
-            "silent_closed_fraction": float((opened[silent] < CLOSED_TARGET).mean()) if silent.any() else float("nan")}
-
-
+# -- pictures ---------------------------------------------------------------------------------------------
 def hist_distance(frame: np.ndarray, ref_hist: np.ndarray) -> float:
     """Total-variation distance (0..1) between 16-bin per-channel colour histograms, averaged over channels."""
     return float(0.5 * np.abs(colour_hist(frame) - ref_hist).sum(1).mean())
@@ -214,7 +152,7 @@ class StreamJob:
     seed: int = 0
     threads: int = 1
     truth_controls: np.ndarray | None = None   # also probe these controls' rendered round trips (the ceiling)
-    picture: bool = False           # also record the picture measures (engine.eval_picture) and keep frames
+    picture: bool = False           # also record the picture measures (engine.tools.eval_picture) and keep frames
     rig: bool = True                # draw the cartoon avatar with its rig when the card has a reader
     creator: bool = False           # the avatar is engine.toon.creator.sample_creator(avatar_seed)
 
@@ -239,7 +177,7 @@ def run_stream(job: StreamJob) -> dict:
     """Stream the audio one block at a time; per frame: distance to reference, probe, frame change."""
     import torch
     from engine.card import load_card
-    from engine.probe import MouthProbe
+    from engine.tools.probe import MouthProbe
     from engine.stream import AvatarStream
     from engine.toon import random_identity, render_portrait
     from engine.toon.creator import sample_creator
@@ -265,7 +203,7 @@ def run_stream(job: StreamJob) -> dict:
     rec = {k: np.full(n, np.nan, np.float32) for k in ("mad", "hist", "open", "change", "change_outside")}
     pic = None
     if job.picture:
-        from engine.eval_picture import Geometry, PictureRecorder
+        from engine.tools.eval_picture import Geometry, PictureRecorder
         pic = PictureRecorder(Geometry.of(job.avatar_seed, card.width, identity), n)
         outside = pic.geo.outside_mouth()
     prev: np.ndarray | None = None
@@ -423,7 +361,7 @@ def glitch_summary(results: dict, base: str) -> dict:
     different audio with another seed (the floor: nothing shared). Frames near a blink in any of
     the three are left out: idle blinks follow a seeded clock by design.
     """
-    from engine.eval_picture import BLINK_MARGIN, _dilate, eye_states
+    from engine.tools.eval_picture import BLINK_MARGIN, _dilate, eye_states
     runs = [results[base], results["glitch:other_audio"], results["glitch:other_seed"]]
     n = min(len(r["eye_dist"]) for r in runs)
     ok = np.ones(n, bool)
@@ -443,7 +381,7 @@ def glitch_summary(results: dict, base: str) -> dict:
 def picture_section(results: dict, avatars: list[int], truth: np.ndarray, roll_truth: np.ndarray, roll_avatar: int,
                     fps: float, sheets: str | None) -> dict:
     """Picture measures per avatar (and for the long rollout), their means, the targets; contact sheets."""
-    from engine.eval_picture import Geometry, contact_sheet, eye_closeups, picture_summary, picture_targets
+    from engine.tools.eval_picture import Geometry, contact_sheet, eye_closeups, picture_summary, picture_targets
     per: dict[str, dict] = {}
     rows, geos = [], {}
     runs = [(f"picture:{a}", a, truth) for a in avatars] + [("rollout", roll_avatar, roll_truth)]
@@ -493,7 +431,7 @@ def _run_jobs(jobs: list[StreamJob], workers: int) -> dict[str, dict]:
     if workers <= 1:
         return {j.name: run_stream(j) for j in jobs}
     import multiprocessing
-    from engine import eval as this   # by module name: under `python -m` this file is __main__ in the parent
+    from engine.tools import eval as this   # by module name: under `python -m` this file is __main__ in the parent
     results: dict[str, dict] = {}
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
@@ -504,30 +442,10 @@ def _run_jobs(jobs: list[StreamJob], workers: int) -> dict[str, dict]:
     return results
 
 
-def _portable(path: str | Path) -> str:
-    """A path for the committed JSON: relative to the repository when inside it (no machine's paths)."""
-    path = Path(path).resolve()
-    repo = Path(__file__).resolve().parents[1]
-    return str(path.relative_to(repo)) if path.is_relative_to(repo) else str(path)
-
-
-def _clean(obj):
-    """JSON-safe: NaN -> None, numpy scalars -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if math.isnan(float(obj)) or math.isinf(float(obj)) else round(float(obj), 6)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
-
-
 def evaluate(cfg: EvalConfig) -> dict:
     """Every part of the evaluation; returns the JSON-ready result."""
     from engine.checkpoints import CheckpointError
-    from engine.probe import MouthProbe, probe_metrics
+    from engine.tools.probe import MouthProbe, probe_metrics
     from engine.card import resolve_card
     from engine.train.toon.clips import make_clip
 
@@ -582,7 +500,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         if name == "full" and reuse_full:
             continue   # identical to the first ablation_seconds of the rollout (same audio, avatar, seed)
         if use_ode and ode is None:
-            skipped[name] = f"no ODE student weights (looked for {_portable(DEFAULT_ODE_STUDENT)}); pass --ode-student"
+            skipped[name] = f"no ODE student weights (looked for {portable(DEFAULT_ODE_STUDENT)}); pass --ode-student"
             continue
         jobs.append(StreamJob(f"ablation:{name}", audio=program.audio[: n_abl * spf], avatar_seed=avatar,
                               overrides=dict(overrides), baseline=baseline, weights=str(ode) if use_ode else None,
@@ -633,7 +551,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     stability["target_drift_within_2pct"] = abs(stability["drift_mad"]) <= 0.02
 
     picture = picture_section(results, pic_avatars, pic_program.truth, program.truth, avatar, fps, cfg.sheets)
-    from engine.eval_creator import creator_section
+    from engine.tools.eval_creator import creator_section
     picture["creators"] = creator_section(results, creators, pic_program.truth, fps, silent_mask)
     picture["seed_locked_glitches"] = glitch_summary(results, f"picture:{glitch_avatar}" if pic_avatars else "rollout")
 
@@ -662,8 +580,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     ablations = {"seconds": n_abl / fps, "avatar_seed": avatar, "variants": variants, "ordering": ordering,
                  "paper_ordering_holds": bool(held) and all(held)}
 
-    return _clean({
-        "model": {"name": card.name, "folder": _portable(card.root), "fps": fps, "size": [card.width, card.height],
+    return clean({
+        "model": {"name": card.name, "folder": portable(card.root), "fps": fps, "size": [card.width, card.height],
                   "decoder": roll.get("decoder", "learned"),
                   "stream": dataclasses.asdict(card.stream)},
         "settings": {**dataclasses.asdict(cfg), "ode_student": str(ode) if ode else None,
@@ -674,11 +592,6 @@ def evaluate(cfg: EvalConfig) -> dict:
         "lipsync": lipsync, "stability": stability, "ablations": ablations, "picture": picture,
         "timing": {"wall_s": time.time() - t_start, "jobs": {k: v["wall_s"] for k, v in results.items()}},
     })
-
-
-def write_json(result: dict, path: str | Path) -> None:
-    from engine.files import atomic_write_text
-    atomic_write_text(Path(path), json.dumps(result, indent=1) + "\n", mode=0o644)
 
 
 def plot(result: dict, path: str | Path) -> None:
@@ -760,7 +673,7 @@ def report(result: dict) -> str:
     lines = [
         f"# Evaluation of the `{result['model']['name']}` model",
         "",
-        "Written by `python -m engine.eval` (numbers: `docs/eval_toon.json`, plot: `docs/eval_toon.png`).",
+        "Written by `python -m engine.tools.eval` (numbers: `docs/eval_toon.json`, plot: `docs/eval_toon.png`).",
         f"Wall time {result['timing']['wall_s'] / 60:.1f} min; {s['workers']} worker processes x {s['threads']} "
         "torch thread(s). Audio is pushed one block at a time through `AvatarStream`; every frame is decoded.",
         "Frames drawn by: " + ("the avatar's cartoon rig, posed by controls read from each generated latent "
@@ -769,7 +682,7 @@ def report(result: dict) -> str:
         "",
         "## How it is measured",
         f"- Held-out clips: seeds >= {s['first_seed']} (training used 0..159): unseen voices, texts and identities.",
-        "- Mouth probe (`engine/probe.py`): a 25k-parameter CNN on a fixed mouth crop, trained on renderer frames "
+        "- Mouth probe (`engine/tools/probe.py`): a 25k-parameter CNN on a fixed mouth crop, trained on renderer frames "
         "(random identities, poses, controls) after the autoencoder round trip. Held-out (unseen identities, "
         f"round-tripped): mouth_open R^2 = {_fmt(mo.get('r2'))}, r = {_fmt(mo.get('pearson'))}, "
         f"MAE = {_fmt(mo.get('mae'))}.",
@@ -841,7 +754,7 @@ def picture_report(pic: dict | None) -> list[str]:
     """The picture section of the markdown page (absent in results written before it existed)."""
     if not pic:
         return []
-    from engine.eval_picture import __doc__ as how
+    from engine.tools.eval_picture import __doc__ as how
     yes = lambda ok: "met" if ok else "MISSED"  # noqa: E731
     t = pic["targets_on_worst"]
     w = pic["worst"]
@@ -904,7 +817,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rerender", action="store_true",
                    help="run nothing: re-derive the targets and rewrite the plot and report from the JSON at --out")
     p.add_argument("--only", choices=("all", "voices", "main"), default="all",
-                   help="voices: only the voices and sounds section (engine.eval_voices); main: all but that; "
+                   help="voices: only the voices and sounds section (engine.tools.eval_voices); main: all but that; "
                         "all: everything")
     p.add_argument("--vad", choices=("off", "on", "both"), default="both",
                    help="voices section: with the voice-activity gate off, on, or both (default)")
@@ -929,7 +842,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.rerender:
         result = json.loads(Path(args.out).read_text())
         ls = result["lipsync"]
-        ls["targets"] = _clean(lipsync_targets(ls["pooled"], ls["ceiling"]))
+        ls["targets"] = clean(lipsync_targets(ls["pooled"], ls["ceiling"]))
     else:
         result = evaluate(cfg)
     write_json(result, args.out)
@@ -951,8 +864,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _voices(args: argparse.Namespace) -> None:
-    """The voices and sounds section (engine.eval_voices), sized by --quick, written beside the main files."""
-    from engine.eval_voices import VoicesConfig, evaluate as evaluate_voices, write
+    """The voices and sounds section (engine.tools.eval_voices), sized by --quick, written beside the main files."""
+    from engine.tools.eval_voices import VoicesConfig, evaluate as evaluate_voices, write
     changes = {k: v for k, v in {"model": args.model, "probe": args.probe, "threads": args.threads,
                                  "vad": args.vad}.items() if v is not None}
     cfg = VoicesConfig.quick(**changes) if args.quick else VoicesConfig(**changes)

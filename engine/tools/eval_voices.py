@@ -1,8 +1,8 @@
 """The evaluation's voices section: does the mouth follow speech it never heard, and stay shut for
 everything that is not speech?
 
-    python -m engine.eval --only voices [--model engine/models/toon] [--vad off|on|both] [--quick]
-                          [--voices-out docs/eval_voices.json] [--voices-report docs/eval_voices.md]
+    python -m engine.tools.eval --only voices [--model engine/models/toon] [--vad off|on|both] [--quick]
+                                [--voices-out docs/eval_voices.json] [--voices-report docs/eval_voices.md]
 
 Why these sets: a model that learned one synthesiser can score well on that synthesiser alone.
 Each family set speaks with voices no training clip uses (engine.train.toon.voices.HELD_OUT),
@@ -196,7 +196,7 @@ def _shift(truth: np.ndarray, gen: np.ndarray, lag: int) -> tuple[np.ndarray, np
 
 def speech_measures(pairs: list[tuple[np.ndarray, np.ndarray]], max_lag: int) -> dict:
     """Lip sync, amplitude and visemes of one speech set: (ground-truth controls, probe reads) per stream."""
-    from engine.eval import best_lag, pearson, silence_stats
+    from engine.tools.lipsync import best_lag, pearson, silence_stats
     pairs = [(t[: len(m), :3], m[: len(t)]) for t, m in pairs]
     sync = best_lag([(t[:, 0], m[:, 0]) for t, m in pairs], max_lag)
     shifted = [_shift(t, m, sync["best_lag"]) for t, m in pairs]
@@ -265,8 +265,8 @@ def targets(result: dict) -> dict:
 def evaluate(cfg: VoicesConfig) -> dict:
     """Every set, with the gate off (and on, where asked); the JSON-ready result."""
     import torch
-    from engine.eval import _clean, _portable
-    from engine.probe import MouthProbe
+    from engine.tools.results import clean, portable
+    from engine.tools.probe import MouthProbe
     from engine.card import resolve_card
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -306,7 +306,7 @@ def evaluate(cfg: VoicesConfig) -> dict:
                                 if k in ("r_lag0", "amplitude", "r_width", "r_round", "silent_mean_open")}
             sets[key][prog.name] = m
     result = {
-        "model": {"name": card.name, "folder": _portable(card.root), "fps": card.fps,
+        "model": {"name": card.name, "folder": portable(card.root), "fps": card.fps,
                   "decoder": ", ".join(sorted(decoders))},
         "settings": {**dataclasses.asdict(cfg), "speaking": f"ground-truth openness >= {SPEAKING}",
                      "lag_convention": "lag k > 0: generated frame t+k matches ground truth t (video late)",
@@ -315,8 +315,8 @@ def evaluate(cfg: VoicesConfig) -> dict:
         "sets": sets,
         "timing": {"wall_s": time.time() - t_start, "streams": walls, "torch_threads": cfg.threads},
     }
-    result["targets"] = targets(_clean(result))
-    return _clean(result)
+    result["targets"] = targets(clean(result))
+    return clean(result)
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -327,7 +327,7 @@ def report(result: dict) -> str:
     """The markdown page: every set with the gate off (and on), the non-speech kinds, the targets."""
     s = result["settings"]
     lines = [f"# Voices and sounds: the `{result['model']['name']}` model", "",
-             "Written by `python -m engine.eval --only voices` (numbers in the JSON beside this page). "
+             "Written by `python -m engine.tools.eval --only voices` (numbers in the JSON beside this page). "
              f"Wall time {result['timing']['wall_s'] / 60:.1f} min, {result['timing']['torch_threads']} torch thread. "
              f"Frames drawn by: {'the cartoon rig (engine/codecs/rigdecoder.py), as the app draws cartoon avatars' if result['model'].get('decoder') == 'rig' else 'the learned decoder'}.",
              "", " ".join(__doc__.split("\n\n")[2].split()), "",
@@ -368,7 +368,7 @@ def report(result: dict) -> str:
 
 
 def write(result: dict, out: str | None, report_path: str | None) -> None:
-    from engine.eval import write_json
+    from engine.tools.results import write_json
     from engine.files import atomic_write_text
     if out:
         write_json(result, out)

@@ -10,7 +10,7 @@ It looks at a fixed crop of the frame (rows 116..208, cols 56..200 of a 256x256 
 across 2000 identities at the extreme head poses (yaw, roll, nod = +-1) the renderer's lips
 stay inside rows 121..202 and cols 61..196. Frames of another size are resized to 256 first.
 
-    python -m engine.probe [--out engine/models/toon/mouth_probe.safetensors] [--train 2400]
+    python -m engine.tools.probe [--out engine/models/toon/mouth_probe.safetensors] [--train 2400]
 """
 from __future__ import annotations
 
@@ -29,12 +29,13 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from engine.card import MODELS_DIR
 from engine.files import atomic_write, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("mouth_open", "mouth_width", "mouth_round")
-DEFAULT_PATH = Path(__file__).resolve().parent / "models" / "toon" / "mouth_probe.safetensors"
+DEFAULT_PATH = MODELS_DIR / "toon" / "mouth_probe.safetensors"
 
 
 @dataclass
@@ -125,7 +126,7 @@ class MouthProbe(nn.Module):
         path = Path(path or DEFAULT_PATH).with_suffix(".safetensors")
         meta = path.with_suffix(".yaml")
         if not path.is_file() or not meta.is_file():
-            raise FileNotFoundError(f"mouth probe: expected {path} and {meta} (train one with `python -m engine.probe`)")
+            raise FileNotFoundError(f"mouth probe: expected {path} and {meta} (train one with `python -m engine.tools.probe`)")
         probe = cls(ProbeConfig(**(yaml.safe_load(meta.read_text()) or {})))
         probe.load_state_dict(load_file(str(path)), strict=True)
         return probe.eval()

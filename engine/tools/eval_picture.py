@@ -162,7 +162,7 @@ def picture_summary(rec: dict, silent: np.ndarray, fps: float, portrait_eye_edge
     calm = ~near_blink & ~lost
     finite_open = np.where(calm, opened, np.nan)
     wide = calm & (opened >= np.nanquantile(finite_open, 0.9)) if np.isfinite(finite_open).any() else calm & False
-    from engine.eval import CLOSED_TARGET
+    from engine.tools.lipsync import CLOSED_TARGET
     closed = calm & (opened < CLOSED_TARGET)
     eye_dist = rec["eye_dist"][:n]
     quiet = silent & ~near_blink

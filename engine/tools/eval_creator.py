@@ -10,8 +10,8 @@ import numpy as np
 
 
 def creator_section(results: dict, seeds: list[int], truth: np.ndarray, fps: float, silent_mask) -> dict:
-    """Per creator avatar: the picture measures (engine.eval_picture) and openness in speech vs silence."""
-    from engine.eval_picture import picture_summary
+    """Per creator avatar: the picture measures (engine.tools.eval_picture) and openness in speech vs silence."""
+    from engine.tools.eval_picture import picture_summary
     from engine.toon.creator import sample_creator
 
     per = {}

@@ -11,7 +11,7 @@ ms per block), the frames' difference from float32 eager of the same worker, and
 floor: FLOPs per block (model, counted from the config; decoder, counted by PyTorch's FLOP
 counter) / the core's measured matrix-product peak in that dtype, and the fraction achieved.
 
-    python -m engine.perf --model toon --out perf.json --md perf.md      (avatarcam bench backends)
+    python -m engine.tools.perf --model toon --out perf.json --md perf.md      (avatarcam bench backends)
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _portrait(size: int):
     return render_portrait(random_identity(0), size)
 
 
-VOICE = Path(__file__).resolve().parents[1] / "avatarcam" / "data" / "demo_voice.wav"
+VOICE = Path(__file__).resolve().parents[2] / "avatarcam" / "data" / "demo_voice.wav"
 
 
 def _voice(seconds: float, path: Path = VOICE) -> np.ndarray:
@@ -122,7 +122,7 @@ class Worker:
             if key not in LIMITS[limit]:
                 env.pop(key, None)
         self.limit = limit
-        self.proc = subprocess.Popen([sys.executable, "-m", "engine.perf", "--worker", "--model", model,
+        self.proc = subprocess.Popen([sys.executable, "-m", "engine.tools.perf", "--worker", "--model", model,
                                       "--variants", ",".join(variants)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env)
 
@@ -213,7 +213,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.perf", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m engine.tools.perf", description=__doc__.splitlines()[0])
     p.add_argument("--model", default="toon")
     p.add_argument("--core", type=int, default=0)
     p.add_argument("--rounds", type=int, default=40)

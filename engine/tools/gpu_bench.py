@@ -7,8 +7,8 @@ also times the Wan VAE's streaming decode and the wav2vec2 features per video fr
 peak GPU memory, and puts a physical floor beside each number: the FLOPs of one step divided by
 the bf16 matmul rate measured on the same GPU.
 
-    python -m engine.gpu_bench --out docs/bench_gpu.json
-    python -m engine.gpu_bench --dry-run --out /tmp/dry.json      # CPU, tiny sizes: checks the code path
+    python -m engine.tools.gpu_bench --out docs/bench_gpu.json
+    python -m engine.tools.gpu_bench --dry-run --out /tmp/dry.json      # CPU, tiny sizes: checks the code path
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from typing import Any, Callable
 import torch
 
 from engine.backends import BACKENDS, compile_model
-from engine.bench import call_flops, steady_calls, write_json
+from engine.tools.bench import write_json
 from engine.config import ModelConfig, StreamConfig, to_dict
+from engine.flops import call_flops, steady_calls
 from engine.model import CausalDiT
 from engine.sampler import StreamingSampler
 from engine.codecs.wan_vae import StreamingDecoder, WanVAE, WanVAEConfig
@@ -254,7 +255,7 @@ def _backends(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m engine.gpu_bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m engine.tools.gpu_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="docs/bench_gpu.json", help="JSON file to write")
     p.add_argument("--backends", type=_backends, default=BACKENDS, help="comma list (default: all three)")
     p.add_argument("--points", type=_points, default=POINTS, help="'B,N' pairs, default the paper's sweep")
@@ -280,7 +281,7 @@ def plan_from_args(args: argparse.Namespace) -> BenchPlan:
                                   "num_conv_pos_embedding_groups": 2},
                          matmul_size=128, dry_run=True, cache_dir=args.cache_dir)
     if not torch.cuda.is_available():
-        raise SystemExit("engine.gpu_bench measures an NVIDIA GPU and none is visible to torch "
+        raise SystemExit("engine.tools.gpu_bench measures an NVIDIA GPU and none is visible to torch "
                          f"(torch {torch.__version__}, CUDA {'built' if torch.version.cuda else 'not built'}). "
                          "Run it on a GPU machine, or use --dry-run to check the code path on the CPU.")
     return BenchPlan(model=ModelConfig.paper(), latent=(60, 104), device="cuda",

@@ -7,7 +7,7 @@ long-stream check compares the stream's last steps with a fresh control stream s
 them. FLOPs are counted analytically from the config and checked against the calls the sampler
 really made, so "GFLOP/s achieved" is honest about what was computed.
 
-    python -m engine.bench --config toon --steps 2000 --out bench.json
+    python -m engine.tools.bench --config toon --steps 2000 --out bench.json
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import argparse
 import datetime as _dt
 import json
 import logging
-import math
 import os
 import platform
 import time
@@ -26,10 +25,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .config import ModelConfig, StreamConfig, replace, to_dict
-from .files import atomic_write_text
-from .model import CausalDiT
-from .sampler import SelfForcingSampler, StreamingSampler
+from engine.config import ModelConfig, StreamConfig, replace, to_dict
+from engine.files import atomic_write_text
+from engine.flops import call_flops, steady_calls, step_flops
+from engine.model import CausalDiT
+from engine.sampler import SelfForcingSampler, StreamingSampler
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class BenchSetup:
 
 def toon_model() -> ModelConfig:
     """The size we ship for CPU real time (the shipped card's model: 64 tokens per frame, log-mel, no text)."""
-    from .card import MODELS_DIR, load_card
+    from engine.card import MODELS_DIR, load_card
     return load_card(MODELS_DIR / "toon").model
 
 
@@ -94,49 +94,6 @@ SETUPS: dict[str, Callable[[], BenchSetup]] = {
     "tiny": lambda: BenchSetup("tiny", ModelConfig.tiny(), (8, 8), _stream(2)),
     "micro": lambda: BenchSetup("micro", ModelConfig.micro(), (4, 4), _stream(2)),
 }
-
-
-# -- FLOPs ------------------------------------------------------------------------------------------------
-def call_flops(cfg: ModelConfig, frames: int, memory_frames: int, tokens_per_frame: int,
-               batch: int = 1) -> dict[str, int]:
-    """Multiply-add FLOPs (2 per MAC) of one model call, by part; norms, RoPE and modulation are left out."""
-    s, d, layers = tokens_per_frame, cfg.dim, cfg.num_layers
-    t = frames * s                               # query tokens
-    k = t + memory_frames * s                    # keys attended to
-    patch = math.prod(cfg.patch_size)
-    parts = {
-        "patch_embed": 2 * t * cfg.in_dim * patch * d,
-        "time_embed": 2 * frames * (cfg.freq_dim * d + d * d + d * 6 * d),
-        "audio": 2 * frames * (cfg.audio_pack * cfg.audio_dim * cfg.audio_hidden
-                               + len(cfg.audio_blocks) * cfg.audio_hidden * d),
-        "qkvo": layers * 2 * t * 4 * d * d,
-        "attention": layers * 4 * t * k * d,     # QK^T and AV
-        "ffn": layers * 2 * 2 * t * d * cfg.ffn_dim,
-        "cross_attention": layers * (2 * 2 * t * d * d + 4 * t * cfg.text_len * d) if cfg.has_text else 0,
-        "head": 2 * t * d * cfg.out_dim * patch,
-    }
-    return {name: batch * v for name, v in parts.items()}
-
-
-def steady_calls(stream: StreamConfig, variant: str) -> list[tuple[str, int, int]]:
-    """(kind, query frames, memory frames) of one steady-state step, derived from the algorithm."""
-    b, n, w = stream.block_frames, stream.passes, stream.window_blocks
-    anchor = 1 if stream.style_anchor else 0
-    tf = stream.temporal_frames
-    if variant == "cached":
-        update = [("update", b, anchor + tf)] if tf else []
-        return [("denoise", w * b, anchor + tf)] * n + update
-    if variant == "no_kv_cache":
-        context = [("context", b, anchor)] if tf else []
-        return [("prefill", 1, 0)] + context + [("denoise", w * b, anchor + min(tf, b))] * n
-    if variant == "self_forcing":
-        update = [("update", b, anchor + tf)] if tf else []
-        return [("denoise", b, anchor + tf)] * (w * n) + update
-    raise ValueError(f"variant must be 'cached', 'no_kv_cache' or 'self_forcing'; got {variant!r}")
-
-
-def step_flops(cfg: ModelConfig, calls: list[tuple[str, int, int]], tokens_per_frame: int) -> int:
-    return sum(sum(call_flops(cfg, f, m, tokens_per_frame).values()) for _, f, m in calls)
 
 
 # -- measurement helpers ------------------------------------------------------------------------------------
@@ -540,7 +497,7 @@ def format_summary(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m engine.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(SETUPS), default="toon")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all usable cores)")
