@@ -119,7 +119,7 @@ class Program:
 def heldout_program(first_seed: int, seconds: float, clip_seconds: float, gap_seconds: tuple[float, float],
                     fps: float = 25.0, seed: int = 0) -> Program:
     """Held-out clips back to back with silent gaps, cut to `seconds`."""
-    from engine.train.toon.clips import make_clip
+    from engine.clips.clip import make_clip
     spf = int(round(SAMPLE_RATE / fps))
     n_frames = int(round(seconds * fps))
     rng = np.random.default_rng(seed)
@@ -447,7 +447,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     from engine.checkpoints import CheckpointError
     from engine.tools.probe import MouthProbe, probe_metrics
     from engine.card import resolve_card
-    from engine.train.toon.clips import make_clip
+    from engine.clips.clip import make_clip
 
     t_start = time.time()
     card = resolve_card(cfg.model)

@@ -5,7 +5,7 @@ everything that is not speech?
                                 [--voices-out docs/eval_voices.json] [--voices-report docs/eval_voices.md]
 
 Why these sets: a model that learned one synthesiser can score well on that synthesiser alone.
-Each family set speaks with voices no training clip uses (engine.train.toon.voices.HELD_OUT),
+Each family set speaks with voices no training clip uses (engine.clips.voices.HELD_OUT),
 clean and at ordinary levels, with the synthesiser's own phoneme timings as ground truth; the
 perturbed set adds speed/pitch/vocal-tract changes, rooms, microphones, codecs, clipping and
 whisper-to-shout levels. The non-speech set plays every sound kind at speech loudness with
@@ -96,7 +96,7 @@ def avatar_of(cfg: "VoicesConfig", i: int) -> int:
 
 def speech_program(name: str, audio_cfg, first_seed: int, cfg: "VoicesConfig", seconds: float, fps: float) -> Program:
     """Held-out clips of one audio recipe (each brings its own pauses), one stream each."""
-    from engine.train.toon.clips import make_clip
+    from engine.clips.clip import make_clip
     spf = int(round(SAMPLE_RATE / fps))
     segments = []
     for i in range(max(1, int(round(seconds / cfg.clip_seconds)))):
@@ -109,8 +109,8 @@ def speech_program(name: str, audio_cfg, first_seed: int, cfg: "VoicesConfig", s
 def nonspeech_program(kinds: list[str], cfg: "VoicesConfig", level: float, fps: float) -> Program:
     """Silence, then each kind at speech loudness `level` (`repeats` instances, kinds interleaved), silence
     between and after; the ground-truth mouth is shut throughout."""
-    from engine.train.toon.scene import loudness
-    from engine.train.toon.sounds import make_sound
+    from engine.clips.scene import loudness
+    from engine.clips.sounds import make_sound
     spf = int(round(SAMPLE_RATE / fps))
     gap, sound = int(round(cfg.gap_seconds * fps)), int(round(cfg.sound_seconds * fps))
     rng = np.random.default_rng([cfg.first_seed, 11])
@@ -131,9 +131,9 @@ def nonspeech_program(kinds: list[str], cfg: "VoicesConfig", level: float, fps: 
 
 def evaluation_programs(cfg: VoicesConfig, fps: float) -> list[Program]:
     """One clean set per synthesiser family (held-out voices), the perturbed set, the non-speech set."""
-    from engine.train.toon.scene import ClipAudio, loudness
-    from engine.train.toon.sounds import KINDS
-    from engine.train.toon.voices import FAMILIES
+    from engine.clips.scene import ClipAudio, loudness
+    from engine.clips.sounds import KINDS
+    from engine.clips.voices import FAMILIES
     clean = dict(held_out=True, voice_change=0.0, microphone=0.0, bed=0.0, events=0.0, no_speech=0.0,
                  level_dbfs=(-20.0, -3.0), noise_floor_dbfs=(-80.0, -60.0))
     out = []

@@ -31,8 +31,8 @@ from engine.files import atomic_write, atomic_write_text
 from engine.codecs.logmel import LogMelEncoder
 from engine.train.dist import Dist, setup, teardown
 from engine.train.recipe import DataConfig, load_recipe
-from engine.train.toon.clips import make_clip
-from engine.train.toon.scene import clip_audio
+from engine.clips.clip import make_clip
+from engine.clips.scene import clip_audio
 from engine.toon.chroma import KEY_COLOURS
 from engine.toon.creator import set_key
 from engine.toon.identity import Identity, random_identity

@@ -1,6 +1,6 @@
 """Rebuild the bundled demo assets: a short espeak-ng voice clip and the default avatar portrait.
 
-    python -m engine.train.toon.demo_assets --out avatarcam/data
+    python -m engine.tools.demo_assets --out avatarcam/data
 
 Why a script: the files ship in the package, so they must be reproducible from code (same
 text, voice and seed -> same bytes), not hand-made.
@@ -19,7 +19,7 @@ from PIL import Image
 from engine.files import atomic_write
 from engine.toon import random_identity, render_portrait
 from engine.config import SAMPLE_RATE
-from engine.train.toon.speech import VoiceSpec, synthesize
+from engine.clips.speech import VoiceSpec, synthesize
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from engine.train.toon.arpabet import starts_from_ends
+from engine.clips.arpabet import starts_from_ends
 from engine.config import SAMPLE_RATE
-from engine.train.toon.speech import Utterance, resample
+from engine.clips.speech import Utterance, resample
 
 VOICES = ("kal", "kal16", "awb", "rms", "slt")
 

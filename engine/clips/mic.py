@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.config import SAMPLE_RATE
-from engine.train.toon.speech import resample
+from engine.clips.speech import resample
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.train.toon import festival, flite
-from engine.train.toon.speech import Utterance, VoiceSpec, synthesize
+from engine.clips import festival, flite
+from engine.clips.speech import Utterance, VoiceSpec, synthesize
 
 FAMILIES = ("espeak", "flite", "festival")
 

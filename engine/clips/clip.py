@@ -1,4 +1,5 @@
-"""One training clip per seed: an identity, 16 kHz speech, and per-video-frame FaceControls.
+"""One clip per seed (for training, or held out for the evaluation): an identity, 16 kHz speech, and
+per-video-frame FaceControls.
 
 Why generate instead of store: a clip is a pure function of its seed (identity, text, voice,
 pauses, noise, blinks, head motion all come from one numpy Generator, and espeak-ng runs in a
@@ -20,10 +21,10 @@ from engine.config import SAMPLE_RATE
 from engine.files import atomic_write
 from engine.toon.identity import Identity, random_identity
 from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame
-from engine.train.toon.scene import ClipAudio, compose, draw_texts, lay_out
-from engine.train.toon.speech import VoiceSpec, random_voice, synthesize
-from engine.train.toon.visemes import TRACK_RATE, frame_means, gauss_smooth, mouth_track
-from engine.train.toon.voices import Voice
+from engine.clips.scene import ClipAudio, compose, draw_texts, lay_out
+from engine.clips.speech import VoiceSpec, random_voice, synthesize
+from engine.clips.visemes import TRACK_RATE, frame_means, gauss_smooth, mouth_track
+from engine.clips.voices import Voice
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def make_clip(seed: int, fps: float = 25, seconds: float = 8.0, cache_dir: str |
     """The clip of `seed` (deterministic: same seed, fps, length and `audio` -> same audio bytes and controls).
 
     `audio` None: espeak-only clean speech (what the first shipped card learned from); a ClipAudio:
-    every synthesiser family, voice changes, microphones and non-speech sounds (engine.train.toon.scene).
+    every synthesiser family, voice changes, microphones and non-speech sounds (engine.clips.scene).
     """
     if seconds <= 0 or fps <= 0:
         raise ValueError(f"make_clip: seconds and fps must be > 0, got seconds={seconds}, fps={fps}")

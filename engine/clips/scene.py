@@ -19,12 +19,12 @@ from typing import Callable
 import numpy as np
 
 from engine.config import SAMPLE_RATE
-from engine.train.toon import sounds
-from engine.train.toon.mic import (Microphone, VoiceChange, apply_microphone, change_voice, random_microphone,
+from engine.clips import sounds
+from engine.clips.mic import (Microphone, VoiceChange, apply_microphone, change_voice, random_microphone,
                                    random_voice_change)
-from engine.train.toon.speech import Utterance
-from engine.train.toon.visemes import is_silence
-from engine.train.toon.voices import FAMILIES, Voice, random_voice, speak
+from engine.clips.speech import Utterance
+from engine.clips.visemes import is_silence
+from engine.clips.voices import FAMILIES, Voice, random_voice, speak
 
 Span = tuple[float, float]
 
