@@ -277,7 +277,7 @@ def cmd_avatars(args) -> int:
     elif args.action == "add":
         a = lib.add_image(Path(args.image).expanduser(), name=args.name, prompt=args.prompt or "")
         print(f"added {a.name} ({a.image_path})")
-        note = lib.fit_advice(a)
+        note = a.fit_advice()
         if note:
             print(f"note: {note}", file=sys.stderr)
     elif args.action == "use":

@@ -18,6 +18,7 @@ PACKAGES = ("engine", "avatarcam", "ui")
 # training code or the generated training/evaluation clips.
 RUNTIME_ENTRIES = ("avatarcam.session", "engine.stream", "ui.app")
 NOT_RUNTIME = ("engine.tools", "engine.train", "engine.clips")
+MAX_CLASS_LINES = 250   # an app class longer than this holds more than one role: split it
 
 
 def _module_name(path: Path) -> str:
@@ -134,6 +135,13 @@ def test_the_streaming_path_imports_no_tools_training_or_clips(graph):
     reached = _reachable(graph, RUNTIME_ENTRIES)
     wrong = {m: reached[m] for m in reached if any(_under(m, p) for p in NOT_RUNTIME)}
     assert wrong == {}, "module: imported by"
+
+
+def test_no_app_class_grows_past_one_role():
+    lengths = {f"{_module_name(path)}.{node.name}": node.end_lineno - node.lineno + 1
+               for pkg in ("avatarcam", "ui") for path in sorted((ROOT / pkg).rglob("*.py"))
+               for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ClassDef)}
+    assert {name: n for name, n in lengths.items() if n > MAX_CLASS_LINES} == {}
 
 
 def test_the_checks_see_the_imports_they_judge(graph):
