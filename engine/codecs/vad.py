@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from engine.checkpoints import CheckpointError
+from engine.config import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-CHUNK = 512          # samples silero-vad scores at a time at 16 kHz
-RATE = 16000
+CHUNK = 512          # samples silero-vad scores at a time at 16 kHz (SAMPLE_RATE)
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,14 @@ class VoiceGate:
     """Wraps an audio encoder (push / flush / reset / dim / lookahead_ms) and gates its PCM."""
 
     def __init__(self, encoder, cfg: GateConfig = GateConfig(), model: torch.nn.Module | None = None):
-        sr = getattr(encoder, "sample_rate", RATE)
-        if sr != RATE:
-            raise CheckpointError(f"audio.vad works on {RATE} Hz audio; this model's encoder takes {sr} Hz")
+        sr = getattr(encoder, "sample_rate", SAMPLE_RATE)
+        if sr != SAMPLE_RATE:
+            raise CheckpointError(f"audio.vad works on {SAMPLE_RATE} Hz audio; this model's encoder takes {sr} Hz")
         self.encoder = encoder
         self.cfg = cfg
         self.model = model if model is not None else load_vad_model()
-        self._hang_chunks = max(1, int(round(cfg.hangover_ms / 1000 * RATE / CHUNK)))
-        self._step = 1.0 / max(1.0, cfg.fade_ms / 1000 * RATE)
+        self._hang_chunks = max(1, int(round(cfg.hangover_ms / 1000 * SAMPLE_RATE / CHUNK)))
+        self._step = 1.0 / max(1.0, cfg.fade_ms / 1000 * SAMPLE_RATE)
         self.reset_gate()
 
     @property
@@ -89,7 +89,7 @@ class VoiceGate:
 
     def _score(self, chunk: np.ndarray) -> None:
         with torch.no_grad():
-            p = float(self.model(torch.from_numpy(chunk), RATE).detach())
+            p = float(self.model(torch.from_numpy(chunk), SAMPLE_RATE).detach())
         self.chunks += 1
         if p >= self.cfg.on:
             self._open, self._hang = True, self._hang_chunks
