@@ -106,7 +106,8 @@ class DecoderSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in DECODER_WEIGHTS:
-            raise ValueError(f"decoder '{self.kind}' is not available in this build (known: {', '.join(DECODER_WEIGHTS)})")
+            raise ValueError(f"decoder '{self.kind}' is not available in this build "
+                             f"(known: {', '.join(DECODER_WEIGHTS)})")
 
     @property
     def weights_file(self) -> str:
@@ -122,7 +123,8 @@ class DecoderSpec:
         blinks = _mapping(spec.pop("idle_blinks", None), "decoder.idle_blinks")
         vae = spec.pop("vae", None)
         if vae is not None:
-            vae = WanVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in _mapping(vae, "decoder.vae").items()})
+            sizes = _mapping(vae, "decoder.vae").items()
+            vae = WanVAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in sizes})
         out = from_dict(cls, spec)
         out.idle_blinks = from_dict(BlinkTiming, blinks) if blinks else None
         out.vae = vae

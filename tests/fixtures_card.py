@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.codecs.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
 from engine.card import AudioSpec, BlinkTiming, DecoderSpec, ModelCard, save_card
-from engine.config import ModelConfig, StreamConfig
+from engine.codecs.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
 from engine.codecs.logmel import LogMelEncoder
+from engine.config import ModelConfig, StreamConfig
 from engine.model import CausalDiT
 
 

@@ -171,7 +171,8 @@ def test_a_card_imported_with_a_text_encoder_sidecar_still_loads(tmp_path):
     ("text: {encoder: umt5}", "encoder"),
 ])
 def test_a_card_section_with_a_mistake_names_it(tmp_path, section, named):
-    (tmp_path / "model.yaml").write_text(f"name: x\nfps: 25\nwidth: 32\nheight: 32\nmodel: {{}}\nstream: {{}}\n{section}\n")
+    (tmp_path / "model.yaml").write_text(
+        f"name: x\nfps: 25\nwidth: 32\nheight: 32\nmodel: {{}}\nstream: {{}}\n{section}\n")
     with pytest.raises(CheckpointError, match=named.replace("(", r"\(")):
         load_card(tmp_path)
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from engine.card import MODELS_DIR, load_card
-from engine.codecs.refdecoder import RefDecoder, RefDecoderConfig, from_patches, to_patches
 from engine.codecs.decoders import IdleBlinks, build_decoder
+from engine.codecs.refdecoder import RefDecoder, RefDecoderConfig, from_patches, to_patches
 from engine.stream import AvatarStream
+from engine.tools.eval_picture import edge_energy, psnr
 from engine.toon import random_identity, render_portrait
 from engine.toon.regions import eye_box
-from engine.tools.eval_picture import edge_energy, psnr
 
 
 def test_patch_layout_round_trips():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from engine.clips.clip import make_clip
-from engine.config import SAMPLE_RATE
 from engine.clips.visemes import visemes_for
+from engine.config import SAMPLE_RATE
 
 OPEN_VOWELS = {"a", "A:", "aI", "aU", "A@", "0", "O:"}
 

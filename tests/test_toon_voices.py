@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from engine.config import SAMPLE_RATE
 from engine.clips.arpabet import starts_from_ends, to_espeak
 from engine.clips.festival import parse_segs
 from engine.clips.flite import parse_psdur
 from engine.clips.visemes import is_silence
 from engine.clips.voices import FAMILIES, HELD_OUT, Voice, family_voices, random_voice, speak
+from engine.config import SAMPLE_RATE
 
 TEXT = "Hello moon, a happy baby."
 

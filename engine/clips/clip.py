@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.config import SAMPLE_RATE
-from engine.files import atomic_write
-from engine.toon.identity import Identity, random_identity
-from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame
 from engine.clips.scene import ClipAudio, compose, draw_texts, lay_out
 from engine.clips.speech import VoiceSpec, random_voice, synthesize
 from engine.clips.visemes import TRACK_RATE, frame_means, gauss_smooth, mouth_track
 from engine.clips.voices import Voice
+from engine.config import SAMPLE_RATE
+from engine.files import atomic_write
+from engine.toon.identity import Identity, random_identity
+from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import numpy as np
 import soundfile as sf
 
 from engine.clips.arpabet import starts_from_ends
-from engine.config import SAMPLE_RATE
 from engine.clips.speech import Utterance, resample
+from engine.config import SAMPLE_RATE
 
 VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.config import SAMPLE_RATE
 from engine.clips.speech import resample
+from engine.config import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from typing import Callable
 
 import numpy as np
 
-from engine.config import SAMPLE_RATE
 from engine.clips import sounds
 from engine.clips.mic import (Microphone, VoiceChange, apply_microphone, change_voice, random_microphone,
                                    random_voice_change)
 from engine.clips.speech import Utterance
 from engine.clips.visemes import is_silence
 from engine.clips.voices import FAMILIES, Voice, random_voice, speak
+from engine.config import SAMPLE_RATE
 
 Span = tuple[float, float]
 

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import to_dict
 from engine.codecs.weights_pair import load_weights, read_config, save_pair
+from engine.config import to_dict
 
 DRIVE_NAMES = ("blink",)
 

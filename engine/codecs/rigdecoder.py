@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.codecs.weights_pair import load_weights, read_config, save_pair
+from engine.config import to_dict
 from engine.toon.identity import Identity
 from engine.toon.render import FaceControls, render_frame, render_portrait
-from engine.config import to_dict
-from engine.codecs.weights_pair import load_weights, read_config, save_pair
 
 READ_CONTROLS = ("mouth_open", "mouth_width", "mouth_round", "yaw", "roll", "nod")
 SIGNED = ("yaw", "roll", "nod")        # in -1..1 (tanh); the others in 0..1 (sigmoid)

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.clips.speech import VoiceSpec, synthesize
+from engine.config import SAMPLE_RATE
 from engine.files import atomic_write
 from engine.toon import random_identity, render_portrait
-from engine.config import SAMPLE_RATE
-from engine.clips.speech import VoiceSpec, synthesize
 
 logger = logging.getLogger(__name__)
 

@@ -177,8 +177,8 @@ def run_stream(job: StreamJob) -> dict:
     """Stream the audio one block at a time; per frame: distance to reference, probe, frame change."""
     import torch
     from engine.card import load_card
-    from engine.tools.probe import MouthProbe
     from engine.stream import AvatarStream
+    from engine.tools.probe import MouthProbe
     from engine.toon import random_identity, render_portrait
     from engine.toon.creator import sample_creator
 
@@ -444,10 +444,10 @@ def _run_jobs(jobs: list[StreamJob], workers: int) -> dict[str, dict]:
 
 def evaluate(cfg: EvalConfig) -> dict:
     """Every part of the evaluation; returns the JSON-ready result."""
-    from engine.checkpoints import CheckpointError
-    from engine.tools.probe import MouthProbe, probe_metrics
     from engine.card import resolve_card
+    from engine.checkpoints import CheckpointError
     from engine.clips.clip import make_clip
+    from engine.tools.probe import MouthProbe, probe_metrics
 
     t_start = time.time()
     card = resolve_card(cfg.model)

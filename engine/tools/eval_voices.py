@@ -265,9 +265,9 @@ def targets(result: dict) -> dict:
 def evaluate(cfg: VoicesConfig) -> dict:
     """Every set, with the gate off (and on, where asked); the JSON-ready result."""
     import torch
-    from engine.tools.results import clean, portable
-    from engine.tools.probe import MouthProbe
     from engine.card import resolve_card
+    from engine.tools.probe import MouthProbe
+    from engine.tools.results import clean, portable
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t_start = time.time()
@@ -368,8 +368,8 @@ def report(result: dict) -> str:
 
 
 def write(result: dict, out: str | None, report_path: str | None) -> None:
-    from engine.tools.results import write_json
     from engine.files import atomic_write_text
+    from engine.tools.results import write_json
     if out:
         write_json(result, out)
         log.info("wrote %s", out)

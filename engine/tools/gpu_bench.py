@@ -25,12 +25,12 @@ from typing import Any, Callable
 import torch
 
 from engine.backends import BACKENDS, compile_model
-from engine.tools.bench import write_json
+from engine.codecs.wan_vae import StreamingDecoder, WanVAE, WanVAEConfig
 from engine.config import ModelConfig, StreamConfig, to_dict
 from engine.flops import call_flops, steady_calls
 from engine.model import CausalDiT
 from engine.sampler import StreamingSampler
-from engine.codecs.wan_vae import StreamingDecoder, WanVAE, WanVAEConfig
+from engine.tools.bench import write_json
 
 log = logging.getLogger(__name__)
 

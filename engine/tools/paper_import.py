@@ -22,11 +22,11 @@ import torch
 
 from engine.card import AudioSpec, DecoderSpec, ModelCard, TextSpec, load_card, save_card
 from engine.checkpoints import CheckpointError, check_state_dict, read_official_checkpoint
-from engine.config import SAMPLE_RATE, ModelConfig, StreamConfig
-from engine.model import CausalDiT
 from engine.codecs.wan_umt5 import convert_wan_umt5, read_wan_umt5, wan_umt5_config
 from engine.codecs.wan_vae import WanVAE, WanVAEConfig
 from engine.codecs.wan_vae import check_state_dict as check_vae_state
+from engine.config import SAMPLE_RATE, ModelConfig, StreamConfig
+from engine.model import CausalDiT
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +392,8 @@ def import_paper(files: PaperFiles, models_dir: str | os.PathLike, name: str | N
             paths[key] = Path(local[key])
     text = None
     if p.model.has_text:
-        text = TextSpec(encoder_id=DEFAULT_ENCODER_ID, weights=str(paths["umt5"]), tokenizer_dir=str(paths["tokenizer"]),
+        text = TextSpec(encoder_id=DEFAULT_ENCODER_ID, weights=str(paths["umt5"]),
+                        tokenizer_dir=str(paths["tokenizer"]),
                         model_dir=str(paths["t5"]) if paths["t5"] is not None else None)
     card = ModelCard(
         name=name, model=p.model, stream=paper_stream(), weights=str(paths["dit"]), fps=25.0,

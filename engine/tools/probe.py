@@ -126,7 +126,8 @@ class MouthProbe(nn.Module):
         path = Path(path or DEFAULT_PATH).with_suffix(".safetensors")
         meta = path.with_suffix(".yaml")
         if not path.is_file() or not meta.is_file():
-            raise FileNotFoundError(f"mouth probe: expected {path} and {meta} (train one with `python -m engine.tools.probe`)")
+            raise FileNotFoundError(f"mouth probe: expected {path} and {meta} "
+                                    "(train one with `python -m engine.tools.probe`)")
         probe = cls(ProbeConfig(**(yaml.safe_load(meta.read_text()) or {})))
         probe.load_state_dict(load_file(str(path)), strict=True)
         return probe.eval()

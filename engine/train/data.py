@@ -26,18 +26,18 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from engine.codecs.autoencoder import ToonAutoencoder
-from engine.files import atomic_write, atomic_write_text
-from engine.codecs.logmel import LogMelEncoder
-from engine.train.dist import Dist, setup, teardown
-from engine.train.recipe import DataConfig, load_recipe
 from engine.clips.clip import make_clip
 from engine.clips.scene import clip_audio
+from engine.codecs.autoencoder import ToonAutoencoder
+from engine.codecs.logmel import LogMelEncoder
+from engine.config import SAMPLE_RATE
+from engine.files import atomic_write, atomic_write_text
 from engine.toon.chroma import KEY_COLOURS
 from engine.toon.creator import set_key
 from engine.toon.identity import Identity, random_identity
-from engine.config import SAMPLE_RATE
 from engine.toon.render import FaceControls, render_frame
+from engine.train.dist import Dist, setup, teardown
+from engine.train.recipe import DataConfig, load_recipe
 
 log = logging.getLogger(__name__)
 

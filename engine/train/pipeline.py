@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from engine.card import AudioSpec, BlinkTiming, DecoderSpec, ModelCard, save_card
-from engine.files import atomic_write, atomic_write_text
 from engine.codecs.logmel import LogMelEncoder
+from engine.files import atomic_write, atomic_write_text
 from engine.train import data as data_stage
 from engine.train import dmd, ode_backfill, teacher
 from engine.train.dist import Dist, setup, teardown

@@ -34,8 +34,8 @@ class DataConfig:
     first_seed: int = 0
     shard_clips: int = 8            # clips per safetensors shard (a shard is one unit of work)
     autoencoder: str = "engine/models/toon/autoencoder.safetensors"
-    reference_decoder: str = ""     # engine.codecs.refdecoder weights the card draws frames with ("" : the autoencoder's)
-    rig: str = ""                   # engine.codecs.rigdecoder control reader: cartoon avatars drawn by their rig ("" : none)
+    reference_decoder: str = ""     # engine.codecs.refdecoder weights the card draws with ("" : the autoencoder's)
+    rig: str = ""                   # engine.codecs.rigdecoder control reader: cartoons drawn by their rig ("" : none)
     logmel: dict = field(default_factory=dict)   # LogMelEncoder keyword arguments (defaults if empty)
     audio: dict = field(default_factory=dict)    # engine.clips.scene.ClipAudio settings ({}: espeak-only clips)
     green_screen: float = 0.0       # fraction of clips whose avatar stands on a key colour (engine.toon.chroma)

@@ -30,14 +30,15 @@ import torch
 import torch.nn.functional as F
 
 from engine.codecs.autoencoder import ToonAutoencoder, load_default
-from engine.files import atomic_write, atomic_write_text
-from engine.codecs.refdecoder import BaseDecoder, RefDecoder, RefDecoderConfig, from_patches, image_to_tensor, to_patches
-from engine.tools.eval_picture import edge_energy, psnr
 from engine.codecs.decoders import fit_image
-from engine.train.train_autoencoder import HELDOUT_SEED_BASE, TRAIN_IDENTITIES, cosine_lr, restore
+from engine.codecs.refdecoder import (BaseDecoder, RefDecoder, RefDecoderConfig, from_patches, image_to_tensor,
+                                      to_patches)
+from engine.files import atomic_write, atomic_write_text
+from engine.tools.eval_picture import edge_energy, psnr
 from engine.toon import Identity, random_identity, render_portrait
 from engine.toon.regions import eye_box
 from engine.toon.render import FaceControls, render_frame
+from engine.train.train_autoencoder import HELDOUT_SEED_BASE, TRAIN_IDENTITIES, cosine_lr, restore
 
 log = logging.getLogger(__name__)
 

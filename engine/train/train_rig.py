@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from engine.codecs.autoencoder import ToonAutoencoder, load_default
-from engine.files import atomic_write_text
 from engine.codecs.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig
+from engine.files import atomic_write_text
 from engine.toon.identity import random_identity
 from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame, render_portrait
 from engine.train.train_autoencoder import HELDOUT_SEED_BASE, TRAIN_IDENTITIES, cosine_lr
