@@ -247,11 +247,13 @@ def test_a_wan_file_needs_a_tokenizer_folder(wan_file):
 
 
 def test_the_stream_builds_a_bf16_encoder_from_the_card_weights(wan_file, tokenizer_dir):
+    import dataclasses
+
+    from engine.card import TextSpec
     from engine.stream import AvatarStream
     stream = AvatarStream.__new__(AvatarStream)  # only the card lookup is exercised
     stream.card, stream.device = SimpleNamespace(path=lambda p: wan_file.parent / p), "cpu"
-    spec = {"encoder_id": "umt5-test", "weights": str(wan_file), "tokenizer_dir": str(tokenizer_dir),
-            "model_dir": None}
+    spec = TextSpec(encoder_id="umt5-test", weights=str(wan_file), tokenizer_dir=str(tokenizer_dir))
     encoder = stream._text_encoder(spec)
     assert encoder.wan_file and encoder.dtype == torch.bfloat16 and encoder.encoder_id == "umt5-test"
-    assert stream._text_encoder({**spec, "weights": "gone.pth"}) is None
+    assert stream._text_encoder(dataclasses.replace(spec, weights="gone.pth")) is None
