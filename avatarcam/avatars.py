@@ -2,11 +2,9 @@
 
 Layout: ``<data dir>/avatars/<slug>/{image.png, thumb.png, avatar.yaml}``. The data dir is
 ``platformdirs.user_data_dir('avatarcam')``, or ``$AVATARCAM_HOME`` (tests, portable installs).
-
-Why square crops and not letterboxing: the reference image is the style anchor, i.e. frame zero of
-the video the model continues, so letterbox bars would become part of the avatar (and waste pixels
-the face needs). The face is the subject, so losing the edges of a wide or tall picture is cheap;
-for tall pictures the crop sits in the upper part, where heads are in portraits.
+Two parts: `AvatarFolders` keeps the folders on disk whole; `AvatarLibrary` is what a user does
+with avatars (add a picture, draw a cartoon, name, rename, remove, pick one). Picture files are
+read and cropped square in `pictures.py`.
 
 Why the folder dance: every avatar is built in a private ``.tmp-*`` folder inside the library root
 and renamed into place, so a crash or a bad image never leaves half an avatar, and readers never
@@ -25,24 +23,20 @@ import shutil
 import tempfile
 import time
 import unicodedata
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import yaml
 
 from avatarcam.errors import AvatarCamError, ConfigError
+from avatarcam.pictures import IMAGE_SIZE, MAX_PIXELS, load_picture, square_crop
 from engine.files import atomic_write_bytes, fsync_dir
 
 log = logging.getLogger(__name__)
 
-IMAGE_SIZE = 512          # canonical reference image: square, RGB
 THUMB_SIZE = 128          # gallery thumbnail
-MIN_SIDE = 128            # smaller pictures carry too little face to animate
-MAX_PIXELS = 120_000_000  # refuse larger images before decoding them (decompression bombs); phone photos
-# (48-108 MP) are scaled down: JPEGs decode at 1/8 scale, others take a few hundred MB for a moment
 MAX_NAME_LENGTH = 64
 IMAGE_FILE, THUMB_FILE, CARD_FILE = "image.png", "thumb.png", "avatar.yaml"
 LOCK_FILE = ".lock"
@@ -99,137 +93,6 @@ def check_name(name: str) -> tuple[str, str]:
     if slug in _WINDOWS_RESERVED:
         raise ConfigError(f"avatar name {name!r} is reserved by Windows as a device name; choose another")
     return clean, slug
-
-
-# ------------------------------------------------------------------------------------------ images
-
-def _fail(path: Path, problem: str) -> ConfigError:
-    return ConfigError(f"cannot use image '{path}': {problem}")
-
-
-def _apply_icc(img, path: Path):
-    """Convert an embedded colour profile to sRGB (phone photos in Display P3, CMYK print files)."""
-    icc = img.info.get("icc_profile")
-    if not icc or img.mode not in ("RGB", "CMYK"):
-        return img
-    try:
-        from PIL import ImageCms
-
-        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        return ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
-    except Exception as e:  # a broken profile: the pixels are still usable without it
-        log.info("%s: ignoring its colour profile (%s)", path, e)
-        return img
-
-
-def _to_rgb(img, path: Path):
-    """Any Pillow mode -> 8-bit RGB; transparency is composited on white (what a viewer shows)."""
-    from PIL import Image
-
-    mode = img.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        arr = np.asarray(img).astype(np.float64)
-        top = float(arr.max()) if arr.size else 0.0
-        if mode == "F" and top <= 1.0:
-            arr = arr * 255.0
-        elif top > 255.0:  # 16-bit samples
-            arr = arr / 257.0
-        img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
-        mode = "L"
-    if "A" in mode or mode in ("RGBa", "La") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    img = _apply_icc(img, path)
-    try:
-        return img.convert("RGB")
-    except ValueError as e:
-        raise _fail(path, f"its colour mode {mode} cannot be converted to RGB ({e})") from e
-
-
-def _header_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from the file header alone, for messages about images Pillow refuses to open."""
-    from PIL import Image
-
-    Image.init()
-    try:
-        with open(path, "rb") as fp:
-            prefix = fp.read(16)
-            for fmt in Image.ID:
-                factory, accept = Image.OPEN[fmt]
-                if accept is not None:
-                    ok = accept(prefix)
-                    if not ok or isinstance(ok, str):
-                        continue
-                fp.seek(0)
-                try:
-                    with factory(fp, str(path)) as im:
-                        return im.size
-                except Exception:
-                    continue
-    except OSError:
-        pass
-    return None
-
-
-def load_picture(path: str | Path, *, min_side: int = MIN_SIDE, max_pixels: int = MAX_PIXELS,
-                 draft_size: int | None = IMAGE_SIZE):
-    """Open, check and decode an image file: an RGB Pillow image, EXIF orientation applied.
-
-    The size checks run on the header, before any pixel is decoded, so a decompression bomb costs
-    nothing. ``draft_size`` lets JPEG decode at a reduced scale that still covers it (much faster
-    for 40 MP photos). Every failure is a ConfigError naming the file and the problem.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "no such file" if not path.exists() else "it is not a file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # our own limit is checked below
-            img = Image.open(path)
-    except UnidentifiedImageError as e:
-        raise _fail(path, "it is not an image format Pillow can read (use PNG, JPEG, WebP, GIF, BMP or TIFF)") from e
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        size = _header_size(path)
-        dims = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else "too many pixels"
-        raise _fail(path, f"it is {dims}, too large to decode safely (a possible decompression bomb); "
-                          f"the limit is {max_pixels:,} pixels") from e
-    except OSError as e:
-        raise _fail(path, f"it cannot be opened ({e})") from e
-    with img:
-        fmt = img.format or path.suffix.lstrip(".").upper() or "image"
-        w, h = img.size
-        if w * h > max_pixels:
-            raise _fail(path, f"it is {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,} pixels "
-                              "(scale it down first)")
-        if min(w, h) < min_side:
-            raise _fail(path, f"it is {w}x{h}; each side must be at least {min_side} px")
-        try:
-            if draft_size and fmt in ("JPEG", "MPO"):
-                img.draft("RGB", (draft_size, draft_size))
-            img.load()
-            upright = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(upright, path)
-            rgb.load()
-        except ConfigError:
-            raise
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, Image.DecompressionBombError) as e:
-            raise _fail(path, f"the {fmt} data is damaged or truncated ({e})") from e
-    return rgb
-
-
-def square_crop(img, size: int = IMAGE_SIZE):
-    """Crop the largest square (centred; upper part for tall pictures) and resize to ``size``."""
-    from PIL import Image
-
-    w, h = img.size
-    side = min(w, h)
-    left = (w - side) // 2
-    top = (h - side) // 4  # heads sit in the upper part of a portrait
-    box = (left, top, left + side, top + side)
-    return img.resize((size, size), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -311,6 +174,19 @@ class Avatar:
             raise ConfigError(f"avatar {self.name!r}: its image {self.image_path} cannot be read ({e}); "
                               "remove the avatar and add it again") from e
 
+    def fit_advice(self) -> str | None:
+        """One sentence when the picture is outside what the default model draws well, else None.
+
+        Measured on the picture (engine.domain: flatness, colour, the toon encoder's round trip), so
+        a photo or a drawing in another style is named before the user streams it.
+        """
+        from PIL import Image
+
+        from engine.domain import advice
+        with Image.open(self.image_path) as img:
+            pixels = np.asarray(img.convert("RGB"))
+        return advice(pixels)
+
     def identity(self):
         """A cartoon avatar's rig (`engine.toon.identity.Identity`), so the engine can draw it sharp; None
         for pictures. The engine checks that the rig's portrait is this avatar's picture before using it."""
@@ -336,17 +212,19 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
-class AvatarLibrary:
-    """The avatars under ``root`` (default: ``<data dir>/avatars``)."""
+class AvatarFolders:
+    """The library's folders on disk, kept whole: every change is a rename, every rename under one lock.
 
-    def __init__(self, root: str | Path | None = None, *, max_pixels: int = MAX_PIXELS,
-                 lock_timeout_s: float = LOCK_TIMEOUT_S):
-        self.root = Path(root).expanduser() if root is not None else default_library_root()
-        self.max_pixels = max_pixels
+    A new avatar is written in a private ``.tmp-*`` folder and renamed into place; a removed one is
+    renamed to ``.trash-*`` before its files go. Readers therefore never see half an avatar and
+    never take the lock.
+    """
+
+    def __init__(self, root: Path, lock_timeout_s: float = LOCK_TIMEOUT_S):
+        self.root = root
         self.lock_timeout_s = lock_timeout_s
 
-    # -------------------------------------------------------------------------------- reading
-    def _read(self, folder: Path) -> Avatar:
+    def read(self, folder: Path) -> Avatar:
         data = yaml.safe_load((folder / CARD_FILE).read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError(f"{CARD_FILE} is not a mapping")
@@ -360,7 +238,7 @@ class AvatarLibrary:
                       seed=int(seed) if seed is not None else None, source=data.get("source"),
                       kind=str(data.get("kind") or "image"), created=str(data.get("created") or ""), look=look)
 
-    def list(self) -> list[Avatar]:
+    def scan(self) -> list[Avatar]:
         """Every complete avatar, sorted by name; a damaged folder is logged and skipped."""
         if not self.root.is_dir():
             return []
@@ -369,7 +247,7 @@ class AvatarLibrary:
             if folder.name.startswith(".") or not folder.is_dir():
                 continue
             try:
-                avatar = self._read(folder)
+                avatar = self.read(folder)
             except FileNotFoundError:
                 continue  # removed while we looked, or not an avatar folder
             except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
@@ -379,6 +257,85 @@ class AvatarLibrary:
                 out.append(avatar)
         return sorted(out, key=lambda a: (a.name.casefold(), a.slug))
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _file_lock(self.root / LOCK_FILE, self.lock_timeout_s):
+            yield
+
+    def create(self, picture, named: Callable[[], Avatar]) -> Avatar:
+        """Save a square `picture` and its thumbnail privately, then, under the lock, ask `named` for
+        the avatar (so the name it picks is still free when the folder takes it) and rename it into place."""
+        with _disk_errors(f"create the avatar library folder {self.root}"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            build = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        try:
+            with _disk_errors("save the avatar"):
+                _save_png(picture, build / IMAGE_FILE)
+                _save_png(picture.resize((THUMB_SIZE, THUMB_SIZE), _lanczos()), build / THUMB_FILE)
+                with self.locked():
+                    self._sweep_stale()
+                    avatar = named()
+                    self.write_card(build, avatar)
+                    os.replace(build, avatar.folder)
+                    fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        return avatar
+
+    @staticmethod
+    def write_card(folder: Path, avatar: Avatar) -> None:
+        text = yaml.safe_dump(avatar.card(), sort_keys=False, allow_unicode=True)
+        atomic_write_bytes(folder / CARD_FILE, text.encode("utf-8"), fsync=True)
+
+    def move(self, avatar: Avatar, renamed: Avatar) -> None:
+        """Rename the folder and rewrite its card; the folder goes back if the card cannot be written."""
+        moved = renamed.folder != avatar.folder
+        with _disk_errors(f"rename avatar {avatar.name!r}"):
+            if moved:
+                os.replace(avatar.folder, renamed.folder)
+            try:
+                self.write_card(renamed.folder, renamed)
+            except BaseException:
+                if moved:  # name and folder must agree
+                    os.replace(renamed.folder, avatar.folder)
+                raise
+            fsync_dir(self.root)
+
+    def to_trash(self, avatar: Avatar) -> Path:
+        """The avatar disappears in one rename; its files are then deleted from the returned folder."""
+        trash = self.root / f".trash-{secrets.token_hex(6)}"
+        with _disk_errors(f"remove avatar {avatar.name!r}"):
+            os.replace(avatar.folder, trash)
+        fsync_dir(self.root)
+        return trash
+
+    def _sweep_stale(self) -> None:
+        """Remove build/trash folders left by a crashed process (never a young one: it may be in use)."""
+        now = time.time()
+        for entry in self.root.glob(".tmp-*"):
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > STALE_TEMP_S:
+                    shutil.rmtree(entry, ignore_errors=True)
+        for entry in self.root.glob(".trash-*"):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+class AvatarLibrary:
+    """The avatars under ``root`` (default: ``<data dir>/avatars``): find them, make them, change them."""
+
+    def __init__(self, root: str | Path | None = None, *, max_pixels: int = MAX_PIXELS,
+                 lock_timeout_s: float = LOCK_TIMEOUT_S):
+        self.root = Path(root).expanduser() if root is not None else default_library_root()
+        self.max_pixels = max_pixels
+        self.folders = AvatarFolders(self.root, lock_timeout_s)
+
+    # -------------------------------------------------------------------------------- finding
+    def list(self) -> list[Avatar]:
+        """Every complete avatar, sorted by name; a damaged folder is logged and skipped."""
+        return self.folders.scan()
+
     def _find(self, name: str) -> Avatar | None:
         try:
             _, slug = check_name(name)
@@ -387,7 +344,7 @@ class AvatarLibrary:
         folder = self.root / slug
         if (folder / CARD_FILE).is_file():
             with contextlib.suppress(OSError, ValueError, TypeError, yaml.YAMLError):
-                return self._read(folder)
+                return self.folders.read(folder)
         wanted = " ".join(name.split()).casefold()
         for avatar in self.list():
             if avatar.name.casefold() == wanted:
@@ -405,18 +362,32 @@ class AvatarLibrary:
     def __contains__(self, name: str) -> bool:
         return self._find(name) is not None
 
-    # -------------------------------------------------------------------------------- writing
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with _file_lock(self.root / LOCK_FILE, self.lock_timeout_s):
-            yield
+    def default(self, current: str | None = None) -> Avatar:
+        """The avatar to use: ``current`` if it exists, else the first; an empty library gets one."""
+        if current:
+            found = self._find(current)
+            if found is not None:
+                return found
+            log.warning("avatar %r (avatar.current) is not in the library; using another", current)
+        avatars = self.list()
+        if avatars:
+            return avatars[0]
+        from avatarcam.data import DEFAULT_AVATAR_SEED
 
+        try:   # a cartoon (not the bundled picture of it) so the engine can draw it with its rig
+            return self.new_cartoon(seed=DEFAULT_AVATAR_SEED, name="Default")
+        except ConfigError:
+            found = self._find("Default")  # another process made it at the same moment
+            if found is None:
+                raise
+            return found
+
+    # -------------------------------------------------------------------------------- naming
     def _taken(self, slug: str) -> Avatar | None:
         """The avatar already using ``slug`` (as its folder, or as the slug of its display name)."""
         if (self.root / slug).exists():
             with contextlib.suppress(OSError, ValueError, TypeError, yaml.YAMLError):
-                return self._read(self.root / slug)
+                return self.folders.read(self.root / slug)
             return Avatar(name=slug, slug=slug, folder=self.root / slug)
         for avatar in self.list():
             if slugify(avatar.name) == slug:
@@ -446,45 +417,19 @@ class AvatarLibrary:
                 return clean, slug
         raise AvatarCamError(f"too many avatars named {base!r}")
 
-    def _sweep_stale(self) -> None:
-        """Remove build/trash folders left by a crashed process (never a young one: it may be in use)."""
-        now = time.time()
-        for entry in self.root.glob(".tmp-*"):
-            with contextlib.suppress(OSError):
-                if now - entry.stat().st_mtime > STALE_TEMP_S:
-                    shutil.rmtree(entry, ignore_errors=True)
-        for entry in self.root.glob(".trash-*"):
-            shutil.rmtree(entry, ignore_errors=True)
-
+    # -------------------------------------------------------------------------------- making
     def _create(self, img, name: str | None, fallback: str, fields: dict) -> Avatar:
-        """Build the avatar in a private folder, then pick its name and rename it into place."""
-        with _disk_errors(f"create the avatar library folder {self.root}"):
-            self.root.mkdir(parents=True, exist_ok=True)
-            build = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
-        try:
-            if name is not None:
-                check_name(name)  # fail before the image work
-            square = square_crop(img, IMAGE_SIZE)
-            with _disk_errors("save the avatar"):
-                _save_png(square, build / IMAGE_FILE)
-                _save_png(square.resize((THUMB_SIZE, THUMB_SIZE), _lanczos()), build / THUMB_FILE)
-                with self._locked():
-                    self._sweep_stale()
-                    clean, slug = self._pick_name(name, fallback)
-                    avatar = Avatar(name=clean, slug=slug, folder=self.root / slug, created=_now(), **fields)
-                    self._write_card(build, avatar)
-                    os.replace(build, avatar.folder)
-                    fsync_dir(self.root)
-        except BaseException:
-            shutil.rmtree(build, ignore_errors=True)
-            raise
+        if name is not None:
+            check_name(name)  # fail before the image work
+        square = square_crop(img, IMAGE_SIZE)
+
+        def named() -> Avatar:
+            clean, slug = self._pick_name(name, fallback)
+            return Avatar(name=clean, slug=slug, folder=self.root / slug, created=_now(), **fields)
+
+        avatar = self.folders.create(square, named)
         log.info("added avatar %r in %s", avatar.name, avatar.folder)
         return avatar
-
-    @staticmethod
-    def _write_card(folder: Path, avatar: Avatar) -> None:
-        text = yaml.safe_dump(avatar.card(), sort_keys=False, allow_unicode=True)
-        atomic_write_bytes(folder / CARD_FILE, text.encode("utf-8"), fsync=True)
 
     def add_image(self, path: str | Path, name: str | None = None, prompt: str = "") -> Avatar:
         """A new avatar from a picture; the name defaults to the file name (numbered if taken)."""
@@ -494,20 +439,6 @@ class AvatarLibrary:
         img = load_picture(path, max_pixels=self.max_pixels)
         return self._create(img, name, path.stem.replace("_", " "),
                             {"prompt": str(prompt), "source": str(path.resolve()), "kind": "image"})
-
-    @staticmethod
-    def fit_advice(avatar: Avatar) -> str | None:
-        """One sentence when the avatar's picture is outside what the default model draws well, else None.
-
-        Measured on the picture (engine.domain: flatness, colour, the toon encoder's round trip), so
-        a photo or a drawing in another style is named before the user streams it.
-        """
-        from PIL import Image
-
-        from engine.domain import advice
-        with Image.open(avatar.image_path) as img:
-            pixels = np.asarray(img.convert("RGB"))
-        return advice(pixels)
 
     def new_cartoon(self, seed: int | None = None, name: str | None = None, prompt: str = "",
                     identity=None) -> Avatar:
@@ -536,43 +467,32 @@ class AvatarLibrary:
         return self._create(img, name, f"Toon {seed}",
                             {"prompt": str(prompt), "seed": seed, "kind": "cartoon", "look": look})
 
+    # -------------------------------------------------------------------------------- changing
     def remove(self, name: str) -> None:
         """Delete an avatar: it disappears in one rename, then its files are deleted."""
-        with self._locked():
+        with self.folders.locked():
             avatar = self.get(name)
-            trash = self.root / f".trash-{secrets.token_hex(6)}"
-            with _disk_errors(f"remove avatar {avatar.name!r}"):
-                os.replace(avatar.folder, trash)
-            fsync_dir(self.root)
+            trash = self.folders.to_trash(avatar)
         shutil.rmtree(trash, ignore_errors=True)
         log.info("removed avatar %r", avatar.name)
 
     def rename(self, old: str, new: str) -> Avatar:
-        with self._locked():
+        with self.folders.locked():
             avatar = self.get(old)
             clean, slug = check_name(new)
             other = self._taken(slug)
             if other is not None and other.slug != avatar.slug:
                 raise self._exists_error(clean, other)
             renamed = replace(avatar, name=clean, slug=slug, folder=self.root / slug)
-            with _disk_errors(f"rename avatar {avatar.name!r}"):
-                if slug != avatar.slug:
-                    os.replace(avatar.folder, renamed.folder)
-                try:
-                    self._write_card(renamed.folder, renamed)
-                except BaseException:
-                    if slug != avatar.slug:  # put the folder back: name and folder must agree
-                        os.replace(renamed.folder, avatar.folder)
-                    raise
-                fsync_dir(self.root)
+            self.folders.move(avatar, renamed)
         log.info("renamed avatar %r to %r", avatar.name, clean)
         return renamed
 
     def _update(self, name: str, **changes) -> Avatar:
-        with self._locked():
+        with self.folders.locked():
             avatar = replace(self.get(name), **changes)
             with _disk_errors(f"update avatar {avatar.name!r}"):
-                self._write_card(avatar.folder, avatar)
+                self.folders.write_card(avatar.folder, avatar)
         return avatar
 
     def set_prompt(self, name: str, prompt: str) -> Avatar:
@@ -581,26 +501,6 @@ class AvatarLibrary:
     def set_model(self, name: str, model: str | None) -> Avatar:
         """Pin an avatar to a model (a shipped name or a card folder); None follows the settings."""
         return self._update(name, model=str(model) if model else None)
-
-    def default(self, current: str | None = None) -> Avatar:
-        """The avatar to use: ``current`` if it exists, else the first; an empty library gets one."""
-        if current:
-            found = self._find(current)
-            if found is not None:
-                return found
-            log.warning("avatar %r (avatar.current) is not in the library; using another", current)
-        avatars = self.list()
-        if avatars:
-            return avatars[0]
-        from avatarcam.data import DEFAULT_AVATAR_SEED
-
-        try:   # a cartoon (not the bundled picture of it) so the engine can draw it with its rig
-            return self.new_cartoon(seed=DEFAULT_AVATAR_SEED, name="Default")
-        except ConfigError:
-            found = self._find("Default")  # another process made it at the same moment
-            if found is None:
-                raise
-            return found
 
 
 @contextlib.contextmanager

@@ -138,7 +138,7 @@ def bench_tune(model: str | None = None) -> dict:
 
 def bench_backends(model: str | None = None, rounds: int = 40, md: Path | None = None) -> dict:
     """docs/performance.md's table: every variant x instruction-set limit, side by side on one core."""
-    from engine.perf import format_table, run_perf
+    from engine.tools.perf import format_table, run_perf
     from .models import resolve_model
     result = run_perf(str(resolve_model(model or "toon")), rounds=rounds)
     if md is not None:
@@ -154,7 +154,7 @@ def run_bench(what: str, out: Path | None = None, steps: int | None = None, quic
     elif what == "backends":
         result = bench_backends(model, rounds=steps or (4 if quick else 40), md=md)
     elif what == "engine":
-        from engine.bench import run_engine_bench
+        from engine.tools.bench import run_engine_bench
         result = run_engine_bench("micro" if quick else "toon", steps=steps or (60 if quick else 2000),
                                   sweep=not quick)
     elif what == "e2e":

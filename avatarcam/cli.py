@@ -277,7 +277,7 @@ def cmd_avatars(args) -> int:
     elif args.action == "add":
         a = lib.add_image(Path(args.image).expanduser(), name=args.name, prompt=args.prompt or "")
         print(f"added {a.name} ({a.image_path})")
-        note = lib.fit_advice(a)
+        note = a.fit_advice()
         if note:
             print(f"note: {note}", file=sys.stderr)
     elif args.action == "use":
@@ -306,7 +306,7 @@ def cmd_bench(args) -> int:
     result = run_bench(args.what, out=Path(args.out) if args.out else None, steps=args.steps, quick=args.quick,
                        model=model, md=Path(args.md) if args.md else None)
     if args.what == "backends":
-        from engine.perf import format_table
+        from engine.tools.perf import format_table
         print(format_table(result))
         if args.md:
             print(f"wrote {args.md}")
@@ -350,8 +350,8 @@ def cmd_settings(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models import (format_list, format_report, import_model, list_models, verify_model,
-                         write_model_checksums)
+    from .model_import import format_report, import_model, verify_model
+    from .models import format_list, list_models, write_model_checksums
     if args.models_cmd == "list":
         print(format_list(list_models()))
         return 0

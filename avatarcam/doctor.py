@@ -31,7 +31,6 @@ MIN_PYTHON = (3, 10)
 MIN_TORCH = (2, 3)
 _REINSTALL = ("the AvatarCam installation is incomplete: reinstall it (pip install --force-reinstall avatarcam, "
               "or `pip install -e .` in a source checkout)")
-_FILE_KEYS = ("weights", "path", "file", "dir", "folder")
 
 # check names, in report order
 PYTHON, TORCH, COMPUTE, TENSORRT = "python", "torch", "compute device", "torch-tensorrt"
@@ -330,26 +329,6 @@ def check_obs(settings: Settings, timeout_s: float = OBS_TIMEOUT_S) -> Check:
 
 # ------------------------------------------------------------------------------------------ model
 
-def _card_files(card) -> list[Path]:
-    """Every file the card names: its weights plus paths under the audio/decoder sections."""
-    files = [card.path(card.weights)]
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if isinstance(value, str) and any(str(key).lower().endswith(k) for k in _FILE_KEYS):
-                    files.append(card.path(value))
-                else:
-                    walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(card.audio)
-    walk(card.decoder)
-    return files
-
-
 def check_model(model: str, models_dir: Path | None = None) -> Check:
     """The card loads and every weight file it names exists (safetensors headers are read, not the weights)."""
     from .models import locate_model
@@ -366,19 +345,20 @@ def check_model(model: str, models_dir: Path | None = None) -> Check:
             return Check(MODEL, False, f"the shipped model {model!r} is missing ({folder} does not exist)", _REINSTALL)
         return Check(MODEL, False, f"model folder {folder} does not exist",
                      "set engine.model to 'toon' or to a folder holding model.yaml and its weights")
-    from engine.checkpoints import CheckpointError, load_card
+    from engine.card import load_card
+    from engine.checkpoints import CheckpointError
 
     try:
         card = load_card(folder)
     except CheckpointError as e:
         return Check(MODEL, False, str(e), _REINSTALL if shipped else
                      "point engine.model at a folder with a valid model.yaml (see the model card docs)")
-    missing = [p for p in _card_files(card) if not p.exists()]
+    missing = [p for p in card.weight_files() if not p.exists()]
     if missing:
         return Check(MODEL, False, f"{card.name}: missing weight files: {', '.join(str(p) for p in missing)}",
                      _REINSTALL if shipped else "copy the missing files into the model folder")
     total = 0
-    for p in _card_files(card):
+    for p in card.weight_files():
         if p.is_file() and p.suffix == ".safetensors":
             try:
                 from safetensors import safe_open
@@ -397,7 +377,7 @@ def check_model(model: str, models_dir: Path | None = None) -> Check:
                                                 "after a deliberate change")
     where = "shipped" if shipped else str(folder)
     return Check(MODEL, True, f"{card.name} ({where}): {card.width}x{card.height} @ {card.fps:g} fps, "
-                              f"{len(_card_files(card))} weight files, {total / 1e6:.1f} MB")
+                              f"{len(card.weight_files())} weight files, {total / 1e6:.1f} MB")
 
 
 # ------------------------------------------------------------------------------------------ files, video, UI

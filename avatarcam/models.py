@@ -1,8 +1,9 @@
-"""`avatarcam models import | list | verify`: the model library (shipped cards + imported ones).
+"""`avatarcam models list | checksum`: the model library (shipped cards + imported ones).
 
 Shipped models live in the package (`engine/models/<name>`); imported ones in the user's data dir
 (`$AVATARCAM_HOME/models` or `platformdirs.user_data_dir('avatarcam')/models`). The functions
-here return data; `format_*` turn it into the text the CLI prints. Errors are `ModelError`.
+here return data; `format_list` turns it into the text the CLI prints. Errors are `ModelError`.
+Importing and verifying (the tools behind `models import | verify`) are in `model_import.py`.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, ModelError
+from .errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def models_dir() -> Path:
 
 
 def shipped_dir() -> Path:
-    from engine.stream import MODELS_DIR
+    from engine.card import MODELS_DIR
     return MODELS_DIR
 
 
@@ -41,7 +42,8 @@ class ModelEntry:
 
 
 def _entry(folder: Path, source: str) -> ModelEntry:
-    from engine.checkpoints import CheckpointError, load_card
+    from engine.card import load_card
+    from engine.checkpoints import CheckpointError
     try:
         card = load_card(folder)
     except CheckpointError as exc:
@@ -88,32 +90,10 @@ def resolve_model(name: str, imported_root: Path | None = None) -> Path:
                      f"{', '.join(known) or 'none'} (import the paper model with `avatarcam models import`)")
 
 
-def import_model(dit: str, wan: str, wav2vec: str, name: str | None = None, copy: bool = False,
-                 config: str = "paper", t5: str | None = None, imported_root: Path | None = None):
-    """Verify the downloads and write a card; returns (folder, report). ModelError lists every problem."""
-    from engine.checkpoints import CheckpointError
-    from engine.paper import PRESETS, PaperFiles, import_paper
-    if config not in PRESETS:
-        raise ConfigError(f"--config must be one of {', '.join(sorted(PRESETS))}; got '{config}'")
-    files = PaperFiles(dit=Path(dit), wan_dir=Path(wan), wav2vec_dir=Path(wav2vec), t5_dir=Path(t5) if t5 else None)
-    try:
-        return import_paper(files, imported_root or models_dir(), name=name, preset=config, copy=copy)
-    except CheckpointError as exc:
-        raise ModelError(str(exc)) from exc
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def verify_model(name: str, imported_root: Path | None = None):
-    """Re-check a card's files; returns the report (report.ok tells the outcome)."""
-    from engine.paper import verify_card
-    return verify_card(resolve_model(name, imported_root))
-
-
 def write_model_checksums(name: str, imported_root: Path | None = None) -> str:
     """Rewrite a card folder's checksums.yaml from its files as they are now; returns what was done."""
     import time
-    from engine.checkpoints import write_card_checksums
+    from engine.card import write_card_checksums
     from engine.checksums import listed_files
     folder = resolve_model(name, imported_root)
     folder = folder.parent if folder.is_file() else folder
@@ -138,8 +118,3 @@ def format_list(entries: list[ModelEntry]) -> str:
         detail = f"UNREADABLE: {e.error}" if e.error else f"{e.size}  {e.description}".strip()
         lines.append(f"{e.name:<{width}}  {e.source:<8}  {detail}  [{e.path}]")
     return "\n".join(lines)
-
-
-def format_report(report, title: str) -> str:
-    verdict = "OK" if report.ok else "FAILED"
-    return f"{title}: {verdict}\n{report.text()}"

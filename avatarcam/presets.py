@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.stream import expected_latency_s, feature_lookahead_s
+from engine.stream import expected_latency_s
 
 from .config import AnchorSettings
 from .errors import ModelError
@@ -49,7 +49,7 @@ class Choice:
 
 def card_facts(model: str | Path) -> CardFacts:
     """Read a model's card (a name or a folder); ModelError saying what is wrong when there is none."""
-    from engine.checkpoints import load_card
+    from engine.card import load_card
 
     from .models import resolve_model
     folder = resolve_model(str(model))
@@ -60,7 +60,7 @@ def card_facts(model: str | Path) -> CardFacts:
     s = card.stream
     return CardFacts(name=card.name, fps=float(card.fps), frames_per_latent=int(card.video_frames_per_latent),
                      block_frames=int(s.block_frames), timesteps=tuple(s.timesteps), passes=int(s.passes),
-                     lookahead_s=feature_lookahead_s(card.audio), width=int(card.width), height=int(card.height),
+                     lookahead_s=card.audio.lookahead_s, width=int(card.width), height=int(card.height),
                      stream=s)
 
 

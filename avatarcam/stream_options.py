@@ -70,7 +70,7 @@ def pick_avatar(settings: Settings, library: AvatarLibrary, name_or_path: str | 
                 ) -> tuple[np.ndarray, str, Avatar | None]:
     """(image, name, library avatar or None): an image file, a library avatar by name, avatar.current,
     else the library's first (an empty library gets the default avatar)."""
-    from .avatars import load_picture
+    from .pictures import load_picture
     if name_or_path and Path(name_or_path).expanduser().is_file():
         path = Path(name_or_path).expanduser()
         return np.asarray(load_picture(path)), str(path), None

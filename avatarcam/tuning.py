@@ -126,7 +126,7 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     import torch
     from engine.accel import (REFERENCE, BlockClock, candidates, open_variant_stream, parity, step_gflop,
                               time_blocks, warm_stream)
-    from engine.checkpoints import load_card
+    from engine.card import load_card
 
     from .demo import demo_portrait, demo_voice
     card = load_card(Path(folder))

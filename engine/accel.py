@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from .config import SAMPLE_RATE
+from engine.config import SAMPLE_RATE
 
 if TYPE_CHECKING:
-    from .stream import AvatarStream
+    from engine.stream import AvatarStream
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class FastRefDecode:
     """
 
     def __init__(self, decoder: torch.nn.Module, dtype: torch.dtype = torch.float32, compile: bool = False):
-        from .refdecoder import from_patches
+        from engine.codecs.refdecoder import from_patches
         self.dtype = dtype
         self.net = copy.deepcopy(decoder).to(dtype=dtype).eval().requires_grad_(False)
         self.net = self.net.to(memory_format=torch.channels_last)
@@ -196,7 +196,7 @@ def apply_variant(stream: "AvatarStream", variant: Variant) -> dict[str, Any]:
     model = stream.model
     if variant.backend == "compile":
         from torch import _dynamo   # not `import torch._dynamo`: that makes `torch` local to this function
-        from .backends import compile_model
+        from engine.backends import compile_model
         # every model instance and steady shape is its own graph of the same forward; the default
         # limit of 8 is reached by a process holding a few compiled streams (the tuner, the benchmark),
         # and past it dynamo silently runs eager
@@ -220,7 +220,7 @@ def apply_variant(stream: "AvatarStream", variant: Variant) -> dict[str, Any]:
 
 def open_variant_stream(card, variant: Variant, seed: int = 0, **overrides) -> "AvatarStream":
     """A CPU stream of `card` running `variant` (for the tuner and the benchmark)."""
-    from .stream import AvatarStream
+    from engine.stream import AvatarStream
     stream = AvatarStream(card, device="cpu", dtype=torch.float32, seed=seed, **overrides)
     apply_variant(stream, variant)
     return stream
@@ -292,7 +292,7 @@ def parity(card, variants: list[Variant], image: np.ndarray, pcm: np.ndarray,
 # -- cost ------------------------------------------------------------------------------------------------
 def step_gflop(stream: "AvatarStream") -> float:
     """Model GFLOP of one steady-state step (window + cache update) of a started stream, from the config."""
-    from .bench import step_flops, steady_calls
+    from engine.flops import step_flops, steady_calls
     cfg = stream.model.cfg if hasattr(stream.model, "cfg") else stream.card.model
     gh, gw = cfg.patch_size[1], cfg.patch_size[2]
     h, w = stream.sampler.ref.shape[-2:]

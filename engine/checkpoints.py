@@ -1,4 +1,4 @@
-"""Loading weights: ours (safetensors + a YAML card) and the authors' `model.pt`.
+"""Loading weights: ours (safetensors) and the authors' `model.pt`. The card around them: `engine.card`.
 
 Never unpickles code: the official file is read with `torch.load(weights_only=True)`. Foreign keys
 are mapped in one place (prefixes stripped, LoRA merged) and checked against the model loudly:
@@ -7,16 +7,13 @@ every missing, unexpected or mis-shaped key is listed in a single error.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors.torch import load_file, save_file
 
-from .config import ModelConfig, StreamConfig, from_dict, to_dict
-from .files import atomic_write, atomic_write_text
+from .files import atomic_write
 from .model import CausalDiT
 
 log = logging.getLogger(__name__)
@@ -124,82 +121,3 @@ def load_weights(model: CausalDiT, path: str | Path, **official: Any) -> CausalD
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(Path(path), lambda tmp: save_file(state, tmp), mode=0o644)   # shipped: readable by all
-
-
-@dataclass
-class ModelCard:
-    """A model folder: architecture, stream settings, audio/decoder choices and where the weights are."""
-
-    name: str
-    model: ModelConfig
-    stream: StreamConfig
-    weights: str = "model.safetensors"
-    fps: float = 25.0
-    width: int = 256
-    height: int = 256
-    video_frames_per_latent: int = 1
-    audio: dict = field(default_factory=lambda: {"encoder": "logmel"})
-    decoder: dict = field(default_factory=lambda: {"kind": "toon"})
-    description: str = ""
-    root: Path = Path(".")
-
-    def path(self, relative: str) -> Path:
-        p = Path(relative).expanduser()
-        return p if p.is_absolute() else self.root / p
-
-    def build(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-              load: bool = True) -> CausalDiT:
-        model = CausalDiT(self.model)
-        if load:
-            self.check_files()
-            load_weights(model, self.path(self.weights))
-        return model.to(device=device, dtype=dtype).eval()
-
-    def check_files(self, deep: bool = False) -> None:
-        """Raise CheckpointError (one line per damaged file) unless the card's files match its checksums."""
-        from .checksums import check_checksums
-        problems = check_checksums(self.root, deep=deep)
-        if len(problems) == 1:
-            raise CheckpointError(f"model '{self.name}': {problems[0]}")
-        if problems:
-            raise CheckpointError(f"model '{self.name}': {len(problems)} damaged files\n" +
-                                  "\n".join(f"  - {p}" for p in problems))
-
-    def to_yaml(self) -> str:
-        data = {"name": self.name, "description": self.description, "weights": self.weights, "fps": self.fps,
-                "width": self.width, "height": self.height,
-                "video_frames_per_latent": self.video_frames_per_latent,
-                "model": to_dict(self.model), "stream": to_dict(self.stream), "audio": self.audio,
-                "decoder": self.decoder}
-        return yaml.safe_dump(data, sort_keys=False)
-
-
-def load_card(folder: str | Path) -> ModelCard:
-    folder = Path(folder)
-    card_file = folder / "model.yaml" if folder.is_dir() else folder
-    if not card_file.exists():
-        raise CheckpointError(f"no model card at {card_file} (a model folder holds model.yaml + weights)")
-    try:
-        data = yaml.safe_load(card_file.read_text()) or {}
-        data["model"] = from_dict(ModelConfig, data.get("model", {}))
-        data["stream"] = from_dict(StreamConfig, data.get("stream", {}))
-        return ModelCard(**data, root=card_file.parent)
-    except (TypeError, ValueError, yaml.YAMLError) as exc:
-        raise CheckpointError(f"invalid model card {card_file}: {exc}") from exc
-
-
-def save_card(card: ModelCard, folder: str | Path, model: torch.nn.Module | None = None) -> Path:
-    folder = Path(folder)
-    if model is not None:
-        save_weights(model, folder / card.weights)
-    text = card.to_yaml()
-    atomic_write_text(folder / "model.yaml", text, mode=0o644)
-    write_card_checksums(folder)
-    return folder
-
-
-def write_card_checksums(folder: str | Path) -> Path:
-    """(Re)write the size + sha256 list of a card folder's files (``avatarcam models checksum FOLDER``):
-    called by save_card, so every card the training pipeline or an import writes carries one."""
-    from .checksums import write_checksums
-    return write_checksums(folder)

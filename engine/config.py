@@ -14,7 +14,11 @@ SAMPLE_RATE = 16000  # Hz, mono float32: what every audio encoder hears and ever
 
 @dataclass
 class ModelConfig:
-    """Architecture of the causal DiT (Wan2.1 layout; attribute names follow the official keys)."""
+    """Architecture of the causal DiT (Wan2.1 layout; attribute names follow the official keys).
+
+    The defaults are the paper's 1.3B student (`paper()`); the toon model and the test sizes state
+    their own, and a model card always writes every field.
+    """
 
     dim: int = 1536
     num_heads: int = 12

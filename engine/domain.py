@@ -59,8 +59,8 @@ def measure(image: np.ndarray, autoencoder=None) -> DomainFit:
     """uint8 HxWx3 (any size) -> the three measures; `autoencoder` defaults to the shipped toon one."""
     import torch
 
-    from engine.autoencoder import load_default
-    from engine.stream import fit_image
+    from engine.codecs.autoencoder import load_default
+    from engine.codecs.decoders import fit_image
     ae = autoencoder or load_default()
     s = ae.cfg.image_size
     small = fit_image(image, s, s)

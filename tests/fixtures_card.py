@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
-from engine.checkpoints import ModelCard, save_card
+from engine.card import AudioSpec, BlinkTiming, DecoderSpec, ModelCard, save_card
+from engine.codecs.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
+from engine.codecs.logmel import LogMelEncoder
 from engine.config import ModelConfig, StreamConfig
-from engine.logmel import LogMelEncoder
 from engine.model import CausalDiT
 
 
@@ -27,17 +27,17 @@ def make_card(folder, image_size: int = 64, block_frames: int = 2, reference: bo
     dim = LogMelEncoder(**mel).dim
     model_cfg = ModelConfig(dim=32, num_heads=2, num_layers=2, ffn_dim=64, in_dim=9, out_dim=4, text_dim=0,
                             text_len=0, freq_dim=16, audio_dim=dim, audio_pack=1, audio_hidden=8)
-    decoder = {"kind": "toon", "weights": "autoencoder.safetensors"}
+    decoder = DecoderSpec(kind="toon", weights="autoencoder.safetensors")
     size = image_size
     if reference:
-        from engine.refdecoder import RefDecoder, RefDecoderConfig
+        from engine.codecs.refdecoder import RefDecoder, RefDecoderConfig
         latent = ae_cfg.latent_size
         size = latent * 32
         RefDecoder(RefDecoderConfig(image_size=size, latent_channels=4, latent_size=latent)).save(
             folder / "refdecoder.safetensors")
-        decoder.update(reference="refdecoder.safetensors", idle_blinks={"min_s": 1.0, "max_s": 2.0})
+        decoder.reference, decoder.idle_blinks = "refdecoder.safetensors", BlinkTiming(min_s=1.0, max_s=2.0)
     card = ModelCard(name="test-random", model=model_cfg, stream=StreamConfig(block_frames=block_frames),
-                     fps=25, width=size, height=size, audio={"encoder": "logmel", **mel},
+                     fps=25, width=size, height=size, audio=AudioSpec(encoder="logmel", settings=mel),
                      decoder=decoder,
                      description="random weights for tests")
     save_card(card, folder, CausalDiT(model_cfg))

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_tiny_recipe(folder: Path, **sections: dict) -> Path:
     """A recipe whose every stage takes well under a second per step; `sections` override keys."""
-    from engine.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
+    from engine.codecs.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
 
     folder.mkdir(parents=True, exist_ok=True)
     ae_path = folder / "ae.safetensors"

@@ -1,7 +1,7 @@
 """A tiny random umT5 encoder in the Wan2.1 file layout, since the real 11 GB file cannot be downloaded here.
 
 ``to_wan`` renames an HF ``UMT5EncoderModel`` state dict to the authors' ``T5Encoder`` names. It is
-written here from the Wan layout, independently of ``engine.wan_umt5``, so that the tests never
+written here from the Wan layout, independently of ``engine.codecs.wan_umt5``, so that the tests never
 check that module's mapping against itself. Import it after ``pytest.importorskip("transformers")``.
 """
 from __future__ import annotations

@@ -21,7 +21,7 @@ from avatarcam import tuning
 from engine.accel import (REFERENCE, TOLERANCE, FastRefDecode, Variant, candidates, frame_difference, machine_key,
                           native_bf16, open_variant_stream, parity, within)
 from engine.pipeline import PipelinedStream
-from engine.stream import resolve_card
+from engine.card import resolve_card
 from tests.fixtures_card import make_card
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.autoencoder import DEFAULT_WEIGHTS, ToonAutoencoder, ToonAutoencoderConfig, load_default
+from engine.codecs.autoencoder import DEFAULT_WEIGHTS, ToonAutoencoder, ToonAutoencoderConfig, load_default
 from engine.train.train_autoencoder import TrainConfig, psnr, render_batch, train
 
 SMALL = ToonAutoencoderConfig(image_size=64, latent_channels=8, enc_channels=(8, 16), dec_channels=(16, 8))

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from avatarcam.avatars import (IMAGE_SIZE, MIN_SIDE, THUMB_SIZE, AvatarLibrary, check_name, default_library_root,
-                               format_avatars, slugify)
+from avatarcam.avatars import THUMB_SIZE, AvatarLibrary, check_name, default_library_root, format_avatars, slugify
 from avatarcam.errors import ConfigError
+from avatarcam.pictures import IMAGE_SIZE, MIN_SIDE
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 

@@ -142,7 +142,7 @@ def test_tensorrt_stream_matches_eager_on_gpu(tmp_path):
 
 # -- the GPU benchmark script, on the CPU ---------------------------------------------------------------
 def test_gpu_bench_flops_of_the_paper_step_match_a_hand_count():
-    from engine.gpu_bench import step_flops, stream_for
+    from engine.tools.gpu_bench import step_flops, stream_for
     d, ffn, layers, s, text = 1536, 8960, 30, 1560, 512
 
     def transformer(frames: int, memory: int) -> int:   # per call: projections, attention, FFN, text attention
@@ -156,7 +156,7 @@ def test_gpu_bench_flops_of_the_paper_step_match_a_hand_count():
 
 
 def test_gpu_bench_parses_points_and_backends_and_refuses_bad_ones():
-    from engine.gpu_bench import build_parser
+    from engine.tools.gpu_bench import build_parser
     args = build_parser().parse_args(["--points", "4,1 2,2", "--backends", "eager,tensorrt", "--out", "x.json"])
     assert args.points == ((4, 1), (2, 2)) and args.backends == ("eager", "tensorrt")
     for bad in (["--points", "4"], ["--backends", "onnx"]):
@@ -166,7 +166,7 @@ def test_gpu_bench_parses_points_and_backends_and_refuses_bad_ones():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
 def test_gpu_bench_without_cuda_fails_fast_naming_the_dry_run():
-    from engine.gpu_bench import build_parser, plan_from_args
+    from engine.tools.gpu_bench import build_parser, plan_from_args
     with pytest.raises(SystemExit, match="no.*GPU|none is visible.*--dry-run"):
         plan_from_args(build_parser().parse_args([]))
 
@@ -175,7 +175,7 @@ def test_gpu_bench_dry_run_runs_every_part_end_to_end(tmp_path):
     import json
 
     pytest.importorskip("transformers")
-    from engine.gpu_bench import main
+    from engine.tools.gpu_bench import main
     out = tmp_path / "dry.json"
     assert main(["--dry-run", "--points", "2,1", "--steps", "1", "--out", str(out)]) == 0
     result = json.loads(out.read_text())

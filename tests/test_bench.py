@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from engine.bench import (PAPER_SWEEP_MS, call_flops, format_summary, load_notes, main, run_engine_bench,
-                          steady_calls, write_json)
 from engine.config import ModelConfig, StreamConfig
+from engine.flops import call_flops, steady_calls
+from engine.tools.bench import PAPER_SWEEP_MS, format_summary, load_notes, main, run_engine_bench, write_json
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.checkpoints import CheckpointError, load_card, read_official_checkpoint
+from engine.card import load_card
+from engine.checkpoints import CheckpointError, read_official_checkpoint
 from engine.checksums import CHECKSUM_FILE, check_checksums, read_checksums
 from tests.fixtures_card import random_card  # noqa: F401
 

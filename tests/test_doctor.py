@@ -19,7 +19,7 @@ from avatarcam.config import Settings
 from avatarcam.doctor import (CAMERA, CHECK_NAMES, CONFIG_DIR, LIBRARY, MICROPHONE, MICROPHONES, OBS, PYAV,
                               Check, all_ok, check_display, check_model, devices_report,
                               format_checks, format_devices, guarded, run_checks)
-from engine.checkpoints import ModelCard, save_card
+from engine.card import DecoderSpec, ModelCard, save_card
 from engine.config import ModelConfig, StreamConfig
 from engine.model import CausalDiT
 from tests.fixtures_obs import free_port, obs_server, xvfb_display  # noqa: F401
@@ -39,8 +39,8 @@ def _run(tmp_path, settings: Settings | None = None, **kw) -> dict[str, Check]:
 
 
 def _micro_card(folder):
-    card = ModelCard(name="micro", model=ModelConfig.micro(), stream=StreamConfig(block_frames=2),
-                     decoder={"kind": "toon", "weights": "autoencoder.safetensors"})
+    card = ModelCard(name="micro", model=ModelConfig.micro(), stream=StreamConfig(block_frames=2), fps=25,
+                     width=64, height=64, decoder=DecoderSpec(kind="toon", weights="autoencoder.safetensors"))
     save_card(card, folder, CausalDiT(ModelConfig.micro()))
     save_file({"w": torch.zeros(2)}, str(folder / "autoencoder.safetensors"))
     return folder

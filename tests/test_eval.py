@@ -1,6 +1,6 @@
-"""engine.eval and engine.probe: the evaluation's JSON, the mouth probe, and the lag estimator.
+"""engine.tools.eval and engine.tools.probe: the evaluation's JSON, the mouth probe, and the lag estimator.
 
-The evaluation runs end to end (`python -m engine.eval --quick`, in-process) on the random-weight test
+The evaluation runs end to end (`python -m engine.tools.eval --quick`, in-process) on the random-weight test
 card: its numbers mean nothing, but every part (held-out clips through espeak-ng, the streams, the
 probe, the summaries, the JSON and the plot) runs for real. The probe tests use the shipped probe
 on frames from the real renderer.
@@ -13,8 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from engine.eval import VARIANTS, best_lag, lag_correlations, main, silent_mask
-from engine.probe import MouthProbe
+from engine.tools.eval import VARIANTS, main
+from engine.tools.lipsync import best_lag, lag_correlations, silent_mask
+from engine.tools.probe import MouthProbe
 from engine.toon.identity import random_identity
 from engine.toon.render import FaceControls, render_frame
 from fixtures_card import make_card

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.eval_picture import picture_summary
+from engine.tools.eval_picture import picture_summary
 
 
 def record(open_: np.ndarray, eye_dist: np.ndarray) -> dict:
@@ -37,8 +37,8 @@ def test_eyes_that_blur_as_the_mouth_opens_are_smear():
 
 
 def test_the_probe_trains_on_crisp_rig_frames_and_round_trips_of_the_same_controls():
-    from engine.autoencoder import load_default
-    from engine.probe import make_dataset
+    from engine.codecs.autoencoder import load_default
+    from engine.tools.probe import make_dataset
     trips = make_dataset(8, 70000, seed=5, autoencoder=load_default())
     crisp = make_dataset(8, 70000, seed=5, crisp=True)
     assert trips[0].shape == crisp[0].shape and (trips[1] == crisp[1]).all()   # same crops, same targets

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from engine.eval import main
-from engine.eval_voices import VoicesConfig, nonspeech_measures, nonspeech_program, speech_measures
+from engine.tools.eval import main
+from engine.tools.eval_voices import VoicesConfig, nonspeech_measures, nonspeech_program, speech_measures
 from tests.fixtures_card import random_card  # noqa: F401
 
 

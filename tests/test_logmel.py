@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.logmel import LogMelEncoder
+from engine.codecs.logmel import LogMelEncoder
 
 SR, FPS = 16000, 25
 SPF = SR // FPS

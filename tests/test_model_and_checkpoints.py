@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
-from engine.checkpoints import (CheckpointError, ModelCard, load_card, load_weights, merge_lora,
-                                read_official_checkpoint, save_card)
+from engine.card import (MODELS_DIR, AudioSpec, BlinkTiming, DecoderSpec, ModelCard, TextSpec, load_card,
+                         save_card)
+from engine.checkpoints import CheckpointError, load_weights, merge_lora, read_official_checkpoint
+from engine.codecs.wan_vae import WanVAEConfig
 from engine.config import ModelConfig, StreamConfig
 from engine.model import CausalDiT
 from engine.sampler import StreamingSampler
@@ -112,7 +115,8 @@ def test_pickled_code_is_refused(tmp_path):
 
 def test_card_round_trip_with_weights(tmp_path):
     model = CausalDiT(ModelConfig.micro())
-    card = ModelCard(name="micro", model=ModelConfig.micro(), stream=StreamConfig(block_frames=2))
+    card = ModelCard(name="micro", model=ModelConfig.micro(), stream=StreamConfig(block_frames=2), fps=25,
+                     width=64, height=64)
     save_card(card, tmp_path / "card", model)
     loaded = load_card(tmp_path / "card")
     assert loaded.model == card.model and loaded.stream == card.stream
@@ -124,6 +128,52 @@ def test_card_round_trip_with_weights(tmp_path):
 def test_card_with_unknown_key_names_it(tmp_path):
     (tmp_path / "model.yaml").write_text("name: x\nmodel: {dim: 32, heads: 2}\nstream: {}\n")
     with pytest.raises(CheckpointError, match="heads"):
+        load_card(tmp_path)
+
+
+def test_every_card_section_round_trips_typed(tmp_path):
+    card = ModelCard(name="full", model=ModelConfig.micro(), stream=StreamConfig(block_frames=2), fps=25, width=32,
+                     height=32, video_frames_per_latent=4,
+                     audio=AudioSpec(encoder="wav2vec2", path="/w2v", settings={"context_frames": 50}),
+                     decoder=DecoderSpec(kind="wan", weights="vae.pth", vae=WanVAEConfig.tiny()),
+                     text=TextSpec(encoder_id="umt5", weights="t5.pth", tokenizer_dir="tok"))
+    save_card(card, tmp_path)
+    loaded = load_card(tmp_path)
+    assert (loaded.audio, loaded.decoder, loaded.text) == (card.audio, card.decoder, card.text)
+    assert loaded.decoder.vae_config == WanVAEConfig.tiny() and DecoderSpec(kind="wan").vae_config == WanVAEConfig()
+
+
+def test_the_shipped_card_reads_into_sections_and_writes_back_the_same_yaml():
+    card = load_card(MODELS_DIR / "toon")
+    assert (card.audio.encoder, card.audio.settings["n_mels"], card.audio.lookahead_s) == ("logmel", 32, 0.02)
+    assert (card.decoder.weights_file, card.decoder.reference, card.decoder.rig) == \
+        ("autoencoder.safetensors", "refdecoder.safetensors", "rig.safetensors")
+    assert card.decoder.idle_blinks == BlinkTiming(min_s=2.5, max_s=6.0) and card.text is None
+    assert yaml.safe_load(card.to_yaml()) == yaml.safe_load((MODELS_DIR / "toon" / "model.yaml").read_text())
+
+
+def test_a_card_imported_with_a_text_encoder_sidecar_still_loads(tmp_path):
+    """Cards imported before the `text:` section kept the prompt encoder in text_encoder.yaml."""
+    card = ModelCard(name="old", model=ModelConfig.tiny(), stream=StreamConfig(), fps=25, width=32, height=32)
+    save_card(card, tmp_path)
+    (tmp_path / "text_encoder.yaml").write_text(
+        "encoder_id: umt5-xxl-wan2.1-bf16\nweights: /wan/umt5.pth\ntokenizer_dir: /wan/google/umt5-xxl\n"
+        "model_dir: null\ncache_dir: prompt_cache\n")
+    assert load_card(tmp_path).text == TextSpec(encoder_id="umt5-xxl-wan2.1-bf16", weights="/wan/umt5.pth",
+                                                tokenizer_dir="/wan/google/umt5-xxl")
+
+
+@pytest.mark.parametrize("section, named", [
+    ("audio: {encoder: mfcc}", "unknown audio encoder 'mfcc'"),
+    ("audio: {encoder: wav2vec2}", "needs `path:`"),
+    ("decoder: {kind: toon, rigg: rig.safetensors}", "rigg"),
+    ("decoder: {kind: gan}", "decoder 'gan' is not available"),
+    ("text: {encoder: umt5}", "encoder"),
+])
+def test_a_card_section_with_a_mistake_names_it(tmp_path, section, named):
+    (tmp_path / "model.yaml").write_text(
+        f"name: x\nfps: 25\nwidth: 32\nheight: 32\nmodel: {{}}\nstream: {{}}\n{section}\n")
+    with pytest.raises(CheckpointError, match=named.replace("(", r"\(")):
         load_card(tmp_path)
 
 

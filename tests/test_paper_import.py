@@ -25,15 +25,16 @@ transformers = pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")
 
 from avatarcam.errors import ModelError  # noqa: E402
-from avatarcam.models import format_list, import_model, list_models, verify_model  # noqa: E402
-from engine.checkpoints import load_card  # noqa: E402
+from avatarcam.model_import import import_model, verify_model  # noqa: E402
+from avatarcam.models import format_list, list_models  # noqa: E402
+from engine.card import load_card  # noqa: E402
 from engine.config import ModelConfig  # noqa: E402
 from engine.model import CausalDiT  # noqa: E402
-from engine.paper import (PRESETS, TEXT_SPEC_FILE, UMT5_FILE, PaperFiles, paper_stream, text_spec,  # noqa: E402
-                          verify_files)
-from engine.stream import AvatarStream, WanDecoder  # noqa: E402
-from engine.text_encoder import HFTextEncoder, encode_prompt  # noqa: E402
-from engine.wan_vae import WanVAE, WanVAEConfig  # noqa: E402
+from engine.tools.paper_import import PRESETS, UMT5_FILE, PaperFiles, paper_stream, verify_files  # noqa: E402
+from engine.codecs.decoders import WanDecoder  # noqa: E402
+from engine.stream import AvatarStream  # noqa: E402
+from engine.codecs.text_encoder import HFTextEncoder, encode_prompt  # noqa: E402
+from engine.codecs.wan_vae import WanVAE, WanVAEConfig  # noqa: E402
 from tests.fixtures_umt5 import random_umt5, wan_umt5_state  # noqa: E402
 
 LORA_TARGETS = ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
@@ -139,15 +140,15 @@ def test_a_matching_set_imports_into_a_card_that_loads(imported):
     card = load_card(folder)
     model = card.build()
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in CausalDiT(ModelConfig.tiny()).parameters())
-    assert (card.audio["encoder"], card.decoder["kind"], card.video_frames_per_latent, card.fps) == ("wav2vec2", "wan", 4, 25)
+    assert (card.audio.encoder, card.decoder.kind, card.video_frames_per_latent, card.fps) == ("wav2vec2", "wan", 4, 25)
 
 
 def test_the_card_points_at_the_downloads_by_absolute_path_without_copying(imported, good_set):
     _, folder, _ = imported
     card = load_card(folder)
-    assert card.weights == good_set["dit"] and os.path.isabs(card.decoder["weights"])
-    assert card.audio["path"] == good_set["wav2vec"]
-    assert sorted(p.name for p in folder.iterdir()) == ["checksums.yaml", "model.yaml", TEXT_SPEC_FILE]
+    assert card.weights == good_set["dit"] and os.path.isabs(card.decoder.weights)
+    assert card.audio.path == good_set["wav2vec"]
+    assert sorted(p.name for p in folder.iterdir()) == ["checksums.yaml", "model.yaml"]   # text: in the card
 
 
 def test_the_card_has_the_paper_stream_settings(imported):
@@ -272,14 +273,14 @@ def test_a_card_without_an_hf_umt5_folder_encodes_a_new_prompt_from_the_wan_file
     files = {k: v for k, v in good_set.items() if k != "t5"}
     folder, _ = import_model(**files, name="af-wan", config="tiny", imported_root=tmp_path)
     card = load_card(folder)
-    spec = text_spec(card)
-    assert spec["model_dir"] is None
+    spec = card.text
+    assert spec.model_dir is None
     stream = AvatarStream(card)
     stream.start(np.full((32, 32, 3), 90, np.uint8), prompt=prompt)
     (cached,) = (folder / "prompt_cache").glob("*.safetensors")
     from safetensors.torch import load_file
     embeds = load_file(cached)["prompt_embeds"]
-    want = encode_prompt(prompt, HFTextEncoder(spec["weights"], spec["tokenizer_dir"], dtype=torch.bfloat16))
+    want = encode_prompt(prompt, HFTextEncoder(spec.weights, spec.tokenizer_dir, dtype=torch.bfloat16))
     assert torch.equal(embeds, want) and embeds.shape[1] == 32 and bool(embeds.abs().sum() > 0)
     frames = stream.push_audio(tone(1)) + stream.flush()
     assert frames and frames[0].shape == (32, 32, 3) and frames[0].dtype == np.uint8

@@ -80,7 +80,7 @@ def test_engine_behind_real_time_records_only_the_audio_it_heard(tmp_path, rando
     """Half-speed engine on a paced file: audio is dropped; the mp4 holds the blocks the engine heard,
     in its order and in sync (it used to hold the whole clip: 31.7 s of video with 40.3 s of audio),
     and the latency is measured even without a camera."""
-    from engine.logmel import LogMelEncoder
+    from engine.codecs.logmel import LogMelEncoder
     from engine.sampler import StreamingSampler
     heard: list[np.ndarray] = []
     push, step = LogMelEncoder.push, StreamingSampler.step

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import load_card
-from engine.refdecoder import RefDecoder, RefDecoderConfig, from_patches, to_patches
-from engine.stream import MODELS_DIR, AvatarStream, IdleBlinks, build_decoder
+from engine.card import MODELS_DIR, load_card
+from engine.codecs.decoders import IdleBlinks, build_decoder
+from engine.codecs.refdecoder import RefDecoder, RefDecoderConfig, from_patches, to_patches
+from engine.stream import AvatarStream
+from engine.tools.eval_picture import edge_energy, psnr
 from engine.toon import random_identity, render_portrait
 from engine.toon.regions import eye_box
-from engine.eval_picture import edge_energy, psnr
 
 
 def test_patch_layout_round_trips():
@@ -59,7 +60,7 @@ def test_shipped_decoder_redraws_the_reference_latent_as_the_portrait(seed):
 
 
 def test_a_blink_drive_shuts_the_eyes():
-    from engine.eval_picture import Geometry, white_pixels
+    from engine.tools.eval_picture import Geometry, white_pixels
     torch.set_num_threads(1)
     decoder = build_decoder(load_card(MODELS_DIR / "toon"), "cpu")
     portrait = render_portrait(random_identity(100003), 512)

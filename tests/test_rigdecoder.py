@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from engine.checkpoints import load_card
-from engine.eval_picture import Geometry, white_pixels
-from engine.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig, rig_matches
-from engine.stream import MODELS_DIR, AvatarStream, build_decoder
+from engine.card import MODELS_DIR, load_card
+from engine.tools.eval_picture import Geometry, white_pixels
+from engine.codecs.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig, rig_matches
+from engine.codecs.decoders import build_decoder
+from engine.stream import AvatarStream
 from engine.toon import random_identity, render_portrait
 from engine.toon.regions import mouth_box
 from tests.fixtures_qt import ui_home  # noqa: F401  (fixture)
@@ -76,7 +77,7 @@ def test_idle_blinks_shut_the_rig_s_lids(decoder):
 
 
 def test_idle_head_is_still_in_silence_and_sways_smoothly_while_speaking():
-    from engine.rigdecoder import IdleHead
+    from engine.codecs.rigdecoder import IdleHead
     head = IdleHead(25.0, seed=1)
     silent = head.next(np.zeros(50))
     assert np.abs(silent).max() == 0.0
@@ -90,7 +91,7 @@ def test_idle_head_is_still_in_silence_and_sways_smoothly_while_speaking():
 
 
 def test_a_closed_mouth_is_one_calm_line():
-    from engine.rigdecoder import calm_mouth
+    from engine.codecs.rigdecoder import calm_mouth
     values = np.array([[0.05, 0.9, 0.8, 0, 0, 0], [0.6, 0.9, 0.8, 0, 0, 0], [1.0, 0.2, 0.0, 0, 0, 0]])
     out = calm_mouth(values)
     assert out[0, 0] == 0.0 and out[0, 1] == 0.5 and out[0, 2] == 0.0    # noise on a shut mouth: shut, neutral

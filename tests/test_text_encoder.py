@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 spm = pytest.importorskip("sentencepiece")
 from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel  # noqa: E402
 
-from engine.text_encoder import HFTextEncoder, PromptCache, clean_prompt, encode_prompt  # noqa: E402
+from engine.codecs.text_encoder import HFTextEncoder, PromptCache, clean_prompt, encode_prompt  # noqa: E402
 
 SENTENCES = ["a person talking to the camera", "a woman with short hair smiles",
              "the man speaks calmly in a studio", "bright light, soft background, natural colours",

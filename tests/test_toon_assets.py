@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from avatarcam.data import DEFAULT_AVATAR_PNG, DEMO_VOICE_WAV
-from engine.train.toon.demo_assets import DEFAULT_AVATAR_SEED
+from engine.tools.demo_assets import DEFAULT_AVATAR_SEED
 from engine.toon import random_identity, render_portrait
 
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from engine.train.toon.clips import make_clip
+from engine.clips.clip import make_clip
+from engine.clips.visemes import visemes_for
 from engine.config import SAMPLE_RATE
-from engine.train.toon.visemes import visemes_for
 
 OPEN_VOWELS = {"a", "A:", "aI", "aU", "A@", "0", "O:"}
 

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
+from engine.clips.clip import make_clip
+from engine.clips.mic import Microphone, VoiceChange, apply_microphone, change_voice
+from engine.clips.scene import ClipAudio, clip_audio, loudness, pauses
+from engine.clips.sounds import KINDS, make_sound
+from engine.clips.voices import Voice, speak
 from engine.config import SAMPLE_RATE
-from engine.train.toon.clips import make_clip
-from engine.train.toon.mic import Microphone, VoiceChange, apply_microphone, change_voice
-from engine.train.toon.scene import ClipAudio, clip_audio, loudness, pauses
-from engine.train.toon.sounds import KINDS, make_sound
-from engine.train.toon.voices import Voice, speak
 
 
 @pytest.fixture(scope="module")

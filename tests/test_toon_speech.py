@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from engine.clips.speech import VoiceSpec, random_voice, resample, synthesize
 from engine.config import SAMPLE_RATE
-from engine.train.toon.speech import VoiceSpec, random_voice, resample, synthesize
 
 TEXT = "Hello there, how are you today?"
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from engine.train.toon.visemes import TRACK_RATE, frame_means, mouth_track, visemes_for
+from engine.clips.visemes import TRACK_RATE, frame_means, mouth_track, visemes_for
 
 
 def test_rounded_vowel_is_rounder_and_narrower_than_spread_vowel():

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
+from engine.clips.arpabet import starts_from_ends, to_espeak
+from engine.clips.festival import parse_segs
+from engine.clips.flite import parse_psdur
+from engine.clips.visemes import is_silence
+from engine.clips.voices import FAMILIES, HELD_OUT, Voice, family_voices, random_voice, speak
 from engine.config import SAMPLE_RATE
-from engine.train.toon.arpabet import starts_from_ends, to_espeak
-from engine.train.toon.festival import parse_segs
-from engine.train.toon.flite import parse_psdur
-from engine.train.toon.visemes import is_silence
-from engine.train.toon.voices import FAMILIES, HELD_OUT, Voice, family_voices, random_voice, speak
 
 TEXT = "Hello moon, a happy baby."
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import yaml
 
-from engine.checkpoints import load_card
+from engine.card import load_card
 from engine.model import CausalDiT
 from engine.stream import AvatarStream
 from engine.train.pipeline import MAX_CARD_BYTES, logmel_settings

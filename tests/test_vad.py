@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from avatarcam.config import Settings, apply_overrides
-from engine.checkpoints import load_card
-from engine.logmel import LogMelEncoder
+from engine.card import load_card
+from engine.codecs.logmel import LogMelEncoder
 from engine.stream import AvatarStream
-from engine.train.toon.sounds import make_sound
-from engine.train.toon.voices import Voice, speak
-from engine.vad import CHUNK, VoiceGate
+from engine.clips.sounds import make_sound
+from engine.clips.voices import Voice, speak
+from engine.codecs.vad import CHUNK, VoiceGate
 from tests.fixtures_card import random_card  # noqa: F401
 
 

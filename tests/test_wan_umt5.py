@@ -22,8 +22,8 @@ pytest.importorskip("tokenizers")
 from tokenizers import Tokenizer, models, pre_tokenizers, processors  # noqa: E402
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, UMT5EncoderModel  # noqa: E402
 
-from engine.text_encoder import HFTextEncoder, encode_prompt  # noqa: E402
-from engine.wan_umt5 import (convert_wan_umt5, load_wan_umt5, read_wan_umt5, wan_umt5_config,  # noqa: E402
+from engine.codecs.text_encoder import HFTextEncoder, encode_prompt  # noqa: E402
+from engine.codecs.wan_umt5 import (convert_wan_umt5, load_wan_umt5, read_wan_umt5, wan_umt5_config,  # noqa: E402
                              wan_umt5_model)
 from tests.fixtures_umt5 import random_umt5, to_wan  # noqa: E402
 
@@ -247,11 +247,13 @@ def test_a_wan_file_needs_a_tokenizer_folder(wan_file):
 
 
 def test_the_stream_builds_a_bf16_encoder_from_the_card_weights(wan_file, tokenizer_dir):
+    import dataclasses
+
+    from engine.card import TextSpec
     from engine.stream import AvatarStream
     stream = AvatarStream.__new__(AvatarStream)  # only the card lookup is exercised
     stream.card, stream.device = SimpleNamespace(path=lambda p: wan_file.parent / p), "cpu"
-    spec = {"encoder_id": "umt5-test", "weights": str(wan_file), "tokenizer_dir": str(tokenizer_dir),
-            "model_dir": None}
+    spec = TextSpec(encoder_id="umt5-test", weights=str(wan_file), tokenizer_dir=str(tokenizer_dir))
     encoder = stream._text_encoder(spec)
     assert encoder.wan_file and encoder.dtype == torch.bfloat16 and encoder.encoder_id == "umt5-test"
-    assert stream._text_encoder({**spec, "weights": "gone.pth"}) is None
+    assert stream._text_encoder(dataclasses.replace(spec, weights="gone.pth")) is None

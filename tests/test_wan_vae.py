@@ -3,7 +3,7 @@
 The published weights cannot be downloaded here, so the tests use a tiny random configuration
 with the same structure (8x spatial, 4x temporal, 16 latent channels), and check the full-size
 layout on the ``meta`` device against ``tests/data/wan_vae_keys.json`` (keys and shapes enumerated
-from the official ``WanVAE_`` constructor, independently of ``engine/wan_vae.py``).
+from the official ``WanVAE_`` constructor, independently of ``engine/codecs/wan_vae.py``).
 """
 import json
 from pathlib import Path
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.wan_vae import (
+from engine.codecs.wan_vae import (
     WAN21_LATENT_MEAN, WAN21_LATENT_STD, CausalConv3d, ResidualBlock, StreamingDecoder, WanVAE,
     WanVAEConfig, _FeatCache, load_wan_vae,
 )

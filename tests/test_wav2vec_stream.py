@@ -17,7 +17,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model  # noqa: E402
 
-from engine.wav2vec import Wav2VecFeatures, feature_dim, rows_for_latent_frames  # noqa: E402
+from engine.codecs.wav2vec import Wav2VecFeatures, feature_dim, rows_for_latent_frames  # noqa: E402
 
 SPF = 640  # samples per video frame at 16 kHz and 25 fps
 

@@ -1,4 +1,4 @@
-"""Bundled assets (rebuilt by `python -m engine.train.toon.demo_assets --out avatarcam/data`)."""
+"""Bundled assets (rebuilt by `python -m engine.tools.demo_assets --out avatarcam/data`)."""
 
 from pathlib import Path
 

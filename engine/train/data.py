@@ -26,17 +26,17 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from engine.autoencoder import ToonAutoencoder
+from engine.clips.clip import make_clip
+from engine.clips.scene import clip_audio
+from engine.codecs.autoencoder import ToonAutoencoder
+from engine.codecs.logmel import LogMelEncoder
+from engine.config import SAMPLE_RATE
 from engine.files import atomic_write, atomic_write_text
-from engine.logmel import LogMelEncoder
-from engine.train.dist import Dist, setup, teardown
-from engine.train.recipe import DataConfig, load_recipe
-from engine.train.toon.clips import make_clip
-from engine.train.toon.scene import clip_audio
 from engine.toon.creator import training_identity
 from engine.toon.identity import random_identity
-from engine.config import SAMPLE_RATE
 from engine.toon.render import FaceControls, render_frame
+from engine.train.dist import Dist, setup, teardown
+from engine.train.recipe import DataConfig, load_recipe
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import shutil
 import time
 from pathlib import Path
 
-from engine.checkpoints import ModelCard, save_card
+from engine.card import AudioSpec, BlinkTiming, DecoderSpec, ModelCard, save_card
+from engine.codecs.logmel import LogMelEncoder
 from engine.files import atomic_write, atomic_write_text
-from engine.logmel import LogMelEncoder
 from engine.train import data as data_stage
 from engine.train import dmd, ode_backfill, teacher
 from engine.train.dist import Dist, setup, teardown
@@ -32,7 +32,7 @@ MAX_CARD_BYTES = 40 * 1024 * 1024
 AUTOENCODER = "autoencoder.safetensors"
 REFERENCE_DECODER = "refdecoder.safetensors"
 RIG = "rig.safetensors"
-IDLE_BLINKS = {"min_s": 2.5, "max_s": 6.0}     # seconds between the stream's idle blinks (engine.stream.IdleBlinks)
+IDLE_BLINKS = BlinkTiming(min_s=2.5, max_s=6.0)   # the stream's idle blinks (engine.codecs.decoders.IdleBlinks)
 
 
 def logmel_settings(overrides: dict) -> dict:
@@ -60,21 +60,21 @@ def write_card(recipe: Recipe, student_weights: Path, folder: str | Path) -> Pat
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _copy_pair(data_stage.resolve(recipe.data.autoencoder).with_suffix(".safetensors"), folder, AUTOENCODER)
-    decoder: dict = {"kind": "toon", "weights": AUTOENCODER}
+    decoder = DecoderSpec(kind="toon", weights=AUTOENCODER)
     size = recipe.data.image_size
     if recipe.data.reference_decoder:
-        from engine.refdecoder import RefDecoder
+        from engine.codecs.refdecoder import RefDecoder
         src = data_stage.resolve(recipe.data.reference_decoder).with_suffix(".safetensors")
         size = RefDecoder.load(src).cfg.image_size
         _copy_pair(src, folder, REFERENCE_DECODER)
-        decoder.update(reference=REFERENCE_DECODER, idle_blinks=dict(IDLE_BLINKS))
+        decoder.reference, decoder.idle_blinks = REFERENCE_DECODER, IDLE_BLINKS
     if recipe.data.rig:
         _copy_pair(data_stage.resolve(recipe.data.rig).with_suffix(".safetensors"), folder, RIG)
-        decoder.update(rig=RIG, idle_blinks=dict(IDLE_BLINKS))
+        decoder.rig, decoder.idle_blinks = RIG, IDLE_BLINKS
     card = ModelCard(
         name=recipe.name, model=recipe.model, stream=recipe.stream, fps=recipe.data.fps,
         width=size, height=size, video_frames_per_latent=1,
-        audio={"encoder": "logmel", **logmel_settings(recipe.data.logmel)},
+        audio=AudioSpec(encoder="logmel", settings=logmel_settings(recipe.data.logmel)),
         decoder=decoder,
         description="Toon avatar student distilled by engine.train.pipeline (teacher -> ODE backfill -> DMD).")
     atomic_write(folder / card.weights, lambda tmp: shutil.copyfile(student_weights, tmp), mode=0o644)

@@ -34,10 +34,10 @@ class DataConfig:
     first_seed: int = 0
     shard_clips: int = 8            # clips per safetensors shard (a shard is one unit of work)
     autoencoder: str = "engine/models/toon/autoencoder.safetensors"
-    reference_decoder: str = ""     # engine.refdecoder weights the card draws frames with ("" : the autoencoder's)
-    rig: str = ""                   # engine.rigdecoder control reader: cartoon avatars drawn by their rig ("" : none)
+    reference_decoder: str = ""     # engine.codecs.refdecoder weights the card draws with ("" : the autoencoder's)
+    rig: str = ""                   # engine.codecs.rigdecoder control reader: cartoons drawn by their rig ("" : none)
     logmel: dict = field(default_factory=dict)   # LogMelEncoder keyword arguments (defaults if empty)
-    audio: dict = field(default_factory=dict)    # engine.train.toon.scene.ClipAudio settings ({}: espeak-only clips)
+    audio: dict = field(default_factory=dict)    # engine.clips.scene.ClipAudio settings ({}: espeak-only clips)
     green_screen: float = 0.0       # fraction of clips whose avatar stands on a key colour (engine.toon.chroma)
     encode_batch: int = 25
 
@@ -133,7 +133,7 @@ def recipe_from_dict(data: dict) -> Recipe:
         section = data.get(key)
         kwargs[key] = getattr(base, key) if section is None else from_dict(
             cls, {**to_dict(getattr(base, key)), **section})
-    from engine.train.toon.scene import clip_audio
+    from engine.clips.scene import clip_audio
     clip_audio(kwargs["data"].audio)     # bad data.audio settings fail here, before any stage starts
     return Recipe(**kwargs)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
+from engine.codecs.autoencoder import ToonAutoencoder, ToonAutoencoderConfig
 from engine.files import atomic_write, atomic_write_text
 from engine.toon.identity import random_identity
 from engine.toon.render import FaceControls, render_frame

@@ -1,4 +1,4 @@
-"""Train the reference-aware decoder (engine/refdecoder.py) on frames rendered on the fly.
+"""Train the reference-aware decoder (engine/codecs/refdecoder.py) on frames rendered on the fly.
 
     python -m engine.train.train_refdecoder --out runs/refdec --steps 3000 [--export engine/models/toon/refdecoder]
 
@@ -29,15 +29,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.autoencoder import ToonAutoencoder, load_default
+from engine.codecs.autoencoder import ToonAutoencoder, load_default
+from engine.codecs.decoders import fit_image
+from engine.codecs.refdecoder import (BaseDecoder, RefDecoder, RefDecoderConfig, from_patches, image_to_tensor,
+                                      to_patches)
 from engine.files import atomic_write, atomic_write_text
-from engine.refdecoder import BaseDecoder, RefDecoder, RefDecoderConfig, from_patches, image_to_tensor, to_patches
-from engine.eval_picture import edge_energy, psnr
-from engine.stream import fit_image
-from engine.train.train_autoencoder import HELDOUT_SEED_BASE, TRAIN_IDENTITIES, cosine_lr, restore
+from engine.tools.eval_picture import edge_energy, psnr
 from engine.toon import Identity, random_identity, render_portrait
 from engine.toon.regions import eye_box
 from engine.toon.render import FaceControls, render_frame
+from engine.train.train_autoencoder import HELDOUT_SEED_BASE, TRAIN_IDENTITIES, cosine_lr, restore
 
 log = logging.getLogger(__name__)
 

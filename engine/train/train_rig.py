@@ -1,4 +1,4 @@
-"""Train the rig decoder's control reader (engine/rigdecoder.py): latents in, face controls out.
+"""Train the rig decoder's control reader (engine/codecs/rigdecoder.py): latents in, face controls out.
 
     python -m engine.train.train_rig --out runs/rig --export engine/models/toon/rig
 
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.autoencoder import ToonAutoencoder, load_default
+from engine.codecs.autoencoder import ToonAutoencoder, load_default
+from engine.codecs.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig
 from engine.files import atomic_write_text
-from engine.rigdecoder import READ_CONTROLS, ControlReader, ReaderConfig
 from engine.toon.creator import training_identity
 from engine.toon.render import CONTROL_NAMES, FaceControls, render_frame, render_portrait
 from engine.train.train_autoencoder import HELDOUT_SEED_BASE, TRAIN_IDENTITIES, cosine_lr

@@ -141,7 +141,7 @@ class AvatarsPage(Page):
         except OSError as exc:
             show_message(self.add_error, f"Could not add {Path(path).name}: {exc.strerror or exc}")
             return None
-        show_message(self.add_error, self.controller.library.fit_advice(avatar) or "", kind="warning")
+        show_message(self.add_error, avatar.fit_advice() or "", kind="warning")
         self.refresh(select=avatar.name)
         self.controller.avatars_changed.emit()
         return avatar
