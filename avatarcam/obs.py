@@ -13,23 +13,21 @@ that runs them.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import ConfigError, ObsError
-from .obs_keyed import KeyedCamera, KeyedSource
+from .obs_keyed import KeyedFollower, KeyedSource
 from .obs_link import Failed, Link, Lost, obsreq
-from .obs_offset import MicOffset
+from .obs_offset import MicOffset, offset_in_range
 from .obs_queries import ObsQueries
 from .obs_scene import SceneSwitch
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 4455  # obs-websocket 5; obs-websocket-py's default 4444 silently selects protocol v4
-SYNC_OFFSET_RANGE_MS = (-950, 20000)  # what SetInputAudioSyncOffset accepts
 _INSTALL_HINT = "OBS control needs obs-websocket-py: pip install 'obs-websocket-py==1.0'"
 
 
@@ -126,7 +124,7 @@ class ObsController(ObsQueries):
         self._offset_on: int | None = None
         self._scene = SceneSwitch(cfg.scene, cfg.source, self._warn)
         self._offset = MicOffset(cfg.mic_input, self._warn)
-        self._keyed: KeyedCamera | None = None  # the keyed source OBS was given last (None: none there)
+        self._keyed = KeyedFollower(self._warn)
         self.connect_attempts = 0
 
     # ----- public, thread-safe, non-blocking -----
@@ -163,16 +161,9 @@ class ObsController(ObsQueries):
         """Delay the mic input in OBS by our measured latency; repeated values cost nothing."""
         if not self.cfg.auto_sync_offset or not self.cfg.mic_input:
             return
-        if not math.isfinite(ms):
-            log.warning("OBS sync offset %r ms is not a number; ignored", ms)
-            return
-        lo, hi = SYNC_OFFSET_RANGE_MS
-        value = int(round(ms))
-        if not lo <= value <= hi:
-            log.warning("OBS sync offset %d ms is outside OBS's range %d..%d ms; using the nearest end", value, lo, hi)
-            value = min(max(value, lo), hi)
+        value = offset_in_range(ms)
         with self._lock:
-            if value == self._want_offset:
+            if value is None or value == self._want_offset:
                 return
         self._ask(want_offset=value)
 
@@ -306,14 +297,13 @@ class ObsController(ObsQueries):
         if want_stream and self._shown_on != self._serial:
             self._shown_on = self._serial
             self._scene.show(link)
-            self._follow_keyed(link, want_keyed, fresh=True)
+            self._keyed.follow(link, want_keyed, fresh=True)
         elif want_stream:
-            self._follow_keyed(link, want_keyed, fresh=False)
+            self._keyed.follow(link, want_keyed, fresh=False)
         elif not want_stream and self._scene.shown:
             self._shown_on = None
             self._scene.hide(link)
-            if self._keyed is not None and self._keyed.placed:
-                self._keyed.remove(link)
+            self._keyed.take_out(link)
         if want_offset is not None and (self._offset_on != self._serial or self._offset.applied != want_offset):
             self._offset_on = self._serial
             self._offset.apply(link, want_offset)
@@ -323,25 +313,6 @@ class ObsController(ObsQueries):
         with self._lock:
             self._done = max(self._done, asked)
             self._lock.notify_all()
-
-    def _follow_keyed(self, link: Link, want: KeyedSource | None, fresh: bool) -> None:
-        """Make OBS's keyed source match `want`. `fresh`: the stream's state is being (re)applied on this
-        connection (start, reconnect), so it is placed even when nothing changed."""
-        cur = self._keyed
-        if not fresh and (cur.cfg if cur is not None else None) == want:
-            return
-        if cur is not None and cur.placed and (want is None or not cur.cfg.same_source(want)):
-            cur.remove(link)              # not keyed any more, or keyed elsewhere: the old one goes
-            cur = self._keyed = None
-        if want is None:
-            return
-        if cur is not None and cur.placed and not fresh:
-            cur.rekey(link, want)         # same source, another key colour: it stays where the user put it
-            return
-        if cur is None:
-            cur = self._keyed = KeyedCamera(want, self._warn)
-        cur.cfg = want
-        cur.place(link)
 
     def _warn(self, e: Failed, what_to_do: str) -> None:
         log.warning("%s. %s", e, what_to_do)

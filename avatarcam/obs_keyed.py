@@ -194,3 +194,35 @@ class KeyedCamera:
                                                    sceneItemTransform=layout))
         except Failed as e:
             self._warn(e, "Place the keyed avatar in the scene by hand")
+
+
+class KeyedFollower:
+    """The keyed source OBS has, kept matching what the stream wants: placed at start and on every
+    reconnect, re-keyed or taken out when the avatar is switched, taken out when the stream stops."""
+
+    def __init__(self, warn: Callable[[Failed, str], None]):
+        self._warn = warn
+        self.camera: KeyedCamera | None = None   # the keyed source OBS was given last (None: none there)
+
+    def follow(self, link: Link, want: KeyedSource | None, fresh: bool) -> None:
+        """`fresh`: the stream's state is being (re)applied on this connection (start, reconnect), so
+        the source is placed even when nothing changed."""
+        cur = self.camera
+        if not fresh and (cur.cfg if cur is not None else None) == want:
+            return
+        if cur is not None and cur.placed and (want is None or not cur.cfg.same_source(want)):
+            cur.remove(link)              # not keyed any more, or keyed elsewhere: the old one goes
+            cur = self.camera = None
+        if want is None:
+            return
+        if cur is not None and cur.placed and not fresh:
+            cur.rekey(link, want)         # same source, another key colour: it stays where the user put it
+            return
+        if cur is None:
+            cur = self.camera = KeyedCamera(want, self._warn)
+        cur.cfg = want
+        cur.place(link)
+
+    def take_out(self, link: Link) -> None:
+        if self.camera is not None and self.camera.placed:
+            self.camera.remove(link)

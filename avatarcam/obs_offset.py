@@ -5,11 +5,28 @@ Why: on stream the voice must wait for the lips; the value the user had is resto
 from __future__ import annotations
 
 import logging
+import math
 from typing import Callable
 
 from .obs_link import Failed, Link, obsreq
 
 log = logging.getLogger("avatarcam.obs")
+
+
+SYNC_OFFSET_RANGE_MS = (-950, 20000)  # what SetInputAudioSyncOffset accepts
+
+
+def offset_in_range(ms: float) -> int | None:
+    """A latency in ms as OBS takes it: whole, inside its range (said once when clamped); None if not a number."""
+    if not math.isfinite(ms):
+        log.warning("OBS sync offset %r ms is not a number; ignored", ms)
+        return None
+    lo, hi = SYNC_OFFSET_RANGE_MS
+    value = int(round(ms))
+    if not lo <= value <= hi:
+        log.warning("OBS sync offset %d ms is outside OBS's range %d..%d ms; using the nearest end", value, lo, hi)
+        value = min(max(value, lo), hi)
+    return value
 
 
 class MicOffset:
