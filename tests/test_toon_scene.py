@@ -113,9 +113,9 @@ def test_events_fill_pauses_at_speech_loudness_with_the_mouth_shut():
     assert found >= 3
 
 
-def test_the_toon_recipe_trains_on_every_family_and_bad_settings_fail_at_load():
+def test_the_voices_recipe_trains_on_every_family_and_bad_settings_fail_at_load():
     from engine.train.recipe import load_recipe, recipe_from_dict
-    cfg = clip_audio(load_recipe("engine/train/configs/toon.yaml").data.audio)
+    cfg = clip_audio(load_recipe("engine/train/configs/toon_voices.yaml").data.audio)
     assert cfg is not None and set(cfg.families) == {"espeak", "flite", "festival"}
     with pytest.raises(ValueError, match="chance"):
         recipe_from_dict({"data": {"audio": {"events": 2}}})
