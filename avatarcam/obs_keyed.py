@@ -150,7 +150,7 @@ class KeyedCamera:
             return int(link.call(obsreq.GetSceneItemId(sceneName=cfg.scene, sourceName=cfg.input_name))
                        .datain["sceneItemId"]), False
         except Failed as e:
-            if e.code != 600 or cfg.input_name not in str(e.comment):
+            if e.code != 600:       # 600: the input exists but is not in this scene (OBS 29 does not name it)
                 raise
         return int(link.call(obsreq.CreateSceneItem(sceneName=cfg.scene, sourceName=cfg.input_name,
                                                     sceneItemEnabled=True)).datain["sceneItemId"]), True
