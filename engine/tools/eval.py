@@ -660,6 +660,13 @@ def plot(result: dict, path: str | Path) -> None:
     plt.close(fig)
 
 
+def lipsync_row(label: str, m: dict, r_best: bool = True) -> str:
+    """One row of the lip-sync table (the ceiling has no best-lag r of its own)."""
+    best = f" {_fmt(m['r_best'])} " if r_best else " "
+    return (f"| {label} | {m['best_lag']} |{best}| {_fmt(m['r_lag0'])} | "
+            f"{_fmt(m['silent_mean_open'])} | {_fmt(m['speaking_mean_open'])} |")
+
+
 def report(result: dict) -> str:
     """The markdown page: method, every headline number, and a mechanical reading of the targets."""
     ls, st, ab, pr = result["lipsync"], result["stability"], result["ablations"], result["probe"]
@@ -701,14 +708,10 @@ def report(result: dict) -> str:
         f"## Lip sync ({len(ls['clips'])} held-out clips x {s['lipsync_seconds']:g} s, each with its own identity)",
         "| | best lag (frames) | r at best lag | r at lag 0 | openness in silence | openness speaking |",
         "|---|---|---|---|---|---|",
-        f"| model (pooled) | {po['best_lag']} | {_fmt(po['r_best'])} | {_fmt(po['r_lag0'])} | "
-        f"{_fmt(po['silent_mean_open'])} | {_fmt(po['speaking_mean_open'])} |",
-        f"| ceiling: probe on ground-truth frames | {ce['best_lag']} | | {_fmt(ce['r_lag0'])} | "
-        f"{_fmt(ce['silent_mean_open'])} | {_fmt(ce['speaking_mean_open'])} |",
+        lipsync_row("model (pooled)", po),
+        lipsync_row("ceiling: probe on ground-truth frames", ce, r_best=False),
+        *(lipsync_row(f"clip {c['seed']}", c) for c in ls["clips"]),
     ]
-    for c in ls["clips"]:
-        lines.append(f"| clip {c['seed']} | {c['best_lag']} | {_fmt(c['r_best'])} | {_fmt(c['r_lag0'])} | "
-                     f"{_fmt(c['silent_mean_open'])} | {_fmt(c['speaking_mean_open'])} |")
     lines += [
         "",
         f"Targets: |offset| <= 1 frame (at a real peak, r >= {PEAK_R}): **{yes(t['offset_within_1_frame'])}**; "

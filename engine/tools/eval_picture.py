@@ -171,14 +171,16 @@ def picture_summary(rec: dict, silent: np.ndarray, fps: float, portrait_eye_edge
     quiet = silent & ~near_blink
     mean = lambda x, m: float(np.nanmean(x[m])) if m.any() else float("nan")  # noqa: E731
     silent_minutes = silent.sum() / fps / 60
+    dist_wide, dist_closed = mean(eye_dist, wide), mean(eye_dist, closed)
+    dist_closed_speaking = mean(eye_dist, closed & ~silent)
     return {
         "frames": n, "silent_frames": int(silent.sum()),
         "psnr_silence": mean(rec["psnr"][:n], quiet),
         "eye_edge_ratio_silence": mean(rec["eye_edge"][:n], quiet) / portrait_eye_edge,
-        "eye_dist_closed": mean(eye_dist, closed), "eye_dist_widest_open": mean(eye_dist, wide),
-        "eye_dist_closed_speaking": mean(eye_dist, closed & ~silent),
-        "smear_ratio": mean(eye_dist, wide) / max(mean(eye_dist, closed & ~silent), 1e-6),
-        "smear_ratio_vs_all_closed": mean(eye_dist, wide) / max(mean(eye_dist, closed), 1e-6),
+        "eye_dist_closed": dist_closed, "eye_dist_widest_open": dist_wide,
+        "eye_dist_closed_speaking": dist_closed_speaking,
+        "smear_ratio": dist_wide / max(dist_closed_speaking, 1e-6),
+        "smear_ratio_vs_all_closed": dist_wide / max(dist_closed, 1e-6),
         "eye_sharpness_wide_vs_closed": mean(rec["eye_edge"][:n], wide) / max(mean(rec["eye_edge"][:n], closed), 1e-6),
         "jitter_outside_mouth_silence": mean(rec["change_outside"][:n], quiet),
         "jitter_outside_mouth_silence_with_blinks": mean(rec["change_outside"][:n], silent),

@@ -6,8 +6,8 @@ rendered frames with random identities, head poses and controls, after a round t
 toon autoencoder (encode -> decode), and on crisp renderer frames at the decoders' 512 px: the
 learned decoders draw blurry round trips, a cartoon avatar's rig draws the renderer's own crisp
 lines, and a probe trained on one reads the other's shut mouth as open (the round-trip-only probe
-read 0.15-0.20 on the rig's shut mouths, and lost 0.04 r on its ground truth). About one avatar in seven
-stands on a green screen, as creator avatars can.
+read 0.15-0.20 on the rig's shut mouths, and lost 0.04 r on its ground truth). About one avatar in
+seven stands on a green screen, as creator avatars can.
 
 It looks at a fixed crop of the frame (rows 116..208, cols 56..200 of a 256x256 frame, halved):
 across 2000 identities at the extreme head poses (yaw, roll, nod = +-1) the renderer's lips
@@ -170,7 +170,8 @@ def make_dataset(n: int, first_seed: int, seed: int, autoencoder=None, batch: in
     size = cfg.frame_size * (2 if crisp else 1)
     crops, frames = [], []
     for i in range(n):
-        frames.append(render_frame(training_identity(first_seed + i // 4, GREEN_SCREEN), FaceControls.from_array(controls[i]), size))
+        ident = training_identity(first_seed + i // 4, GREEN_SCREEN)
+        frames.append(render_frame(ident, FaceControls.from_array(controls[i]), size))
         if len(frames) == batch or i == n - 1:
             x = np.stack(frames)
             if autoencoder is not None and not crisp:
@@ -234,7 +235,8 @@ def score(probe: MouthProbe, crops: np.ndarray, y: np.ndarray) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train the toon mouth probe on autoencoder round trips and crisp renders.")
+    p = argparse.ArgumentParser(
+        description="Train the toon mouth probe on autoencoder round trips and crisp renders.")
     p.add_argument("--out", default=str(DEFAULT_PATH))
     p.add_argument("--train", type=int, default=2400, help="training frames of each kind (4 per identity)")
     p.add_argument("--test", type=int, default=400, help="held-out frames of each kind (other identities)")
@@ -247,8 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     from engine.codecs.autoencoder import load_default
     ae = load_default()
     t0 = time.time()
-    # identity seeds 50000+ (train) and 60000+ (held out): disjoint from the model's 0..159 and eval's 100000+
-    trips, crisp = make_dataset(args.train, 50000, seed=1, autoencoder=ae), make_dataset(args.train, 55000, seed=3, crisp=True)
+    # identity seeds 50000+/55000+ (train) and 60000+/65000+ (held out): disjoint from the model's
+    # clips (seeds below 50000) and the evaluation's (100000+)
+    trips = make_dataset(args.train, 50000, seed=1, autoencoder=ae)
+    crisp = make_dataset(args.train, 55000, seed=3, crisp=True)
     xtr, ytr = np.concatenate([trips[0], crisp[0]]), np.concatenate([trips[1], crisp[1]])
     held_out = {"held_out_round_trip": make_dataset(args.test, 60000, seed=2, autoencoder=ae),
                 "held_out_crisp": make_dataset(args.test, 65000, seed=4, crisp=True)}

@@ -2,10 +2,11 @@
 
     python -m engine.train.train_rig --out runs/rig --export engine/models/toon/rig
 
-Data: training identities (a share on green screens) rendered at the autoencoder's size under random controls (speech mouths,
-lids, head poses like the training clips'), encoded by the shipped autoencoder. The set is rendered
-and encoded once (deterministic by seed); every step perturbs its latents afresh the way the
-generator errs (`train_refdecoder.perturb`), so the reader learns to read the pose through noise.
+Data: training identities (optionally a share on green screens) rendered at the autoencoder's size
+under random controls (speech mouths, lids, head poses like the training clips'), encoded by the
+shipped autoencoder. The set is rendered and encoded once (deterministic by seed); every step
+perturbs its latents afresh the way the generator errs (`train_refdecoder.perturb`), so the reader
+learns to read the pose through noise.
 Lids are random in the data but not read (the stream's idle clock shuts them), so the reader learns
 to ignore them. Loss: L1 per control, the jaw counted twice (it is what lip sync is made of).
 
@@ -65,18 +66,14 @@ def random_rig_controls(rng: np.random.Generator) -> FaceControls:
                         yaw=float(head[0]), roll=float(head[1]), nod=float(head[2]))
 
 
-def seed_reference_latent(ae: ToonAutoencoder, seed: int, green_screen: float = 0.0, size: int = 512) -> torch.Tensor:
-    """As the stream makes it: the avatar's picture, drawn at the app's size, through the encoder."""
-    return reference_latent(ae, render_portrait(training_identity(seed, green_screen), size))
-
-
 @torch.no_grad()
 def make_set(ae: ToonAutoencoder, n: int, seeds: list[int], rng: np.random.Generator,
              chunk: int = 64, green_screen: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(latents, reference latents, controls in READ_CONTROLS order) for n frames of the given identities."""
     cols = [CONTROL_NAMES.index(c) for c in READ_CONTROLS]
     idents = {s: training_identity(s, green_screen) for s in seeds}
-    refs = {s: seed_reference_latent(ae, s, green_screen) for s in seeds}
+    # as the stream makes it: the avatar's picture, drawn at the app's 512 px, through the encoder
+    refs = {s: reference_latent(ae, render_portrait(ident, 512)) for s, ident in idents.items()}
     zs, zr, ys = [], [], []
     for a in range(0, n, chunk):
         picked = [seeds[int(rng.integers(len(seeds)))] for _ in range(min(chunk, n - a))]
