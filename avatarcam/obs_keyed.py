@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -131,6 +132,19 @@ class KeyedCamera:
         except Failed as e:
             if e.code != 600:   # 600: already gone
                 self._warn(e, f"Remove the source {cfg.input_name!r} in OBS by hand")
+            return
+        self._wait_gone(link)
+
+    def _wait_gone(self, link: Link, timeout_s: float = 3.0) -> None:
+        """OBS frees a removed input a little later; creating it again before that would find the
+        dying input and fail to put it in a scene (700), so wait until its name is free."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                link.call(obsreq.GetInputSettings(inputName=self.cfg.input_name))
+            except Failed:
+                return
+            time.sleep(0.05)
 
     def _input_in_scene(self, link: Link, kind: str, settings: dict) -> tuple[int, bool]:
         """(the scene item of our input in the scene, whether the item is new): the input updated, or created."""
