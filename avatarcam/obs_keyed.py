@@ -215,13 +215,21 @@ class KeyedFollower:
     reconnect, re-keyed or taken out when the avatar is switched, taken out when the stream stops."""
 
     def __init__(self, warn: Callable[[Failed, str], None]):
-        self._warn = warn
+        self._warn_to = warn
+        self._told: set[str] = set()             # advice given on this connection: said once, not per switch
         self.camera: KeyedCamera | None = None   # the keyed source OBS was given last (None: none there)
+
+    def _warn(self, e: Failed, what_to_do: str) -> None:
+        if what_to_do not in self._told:
+            self._told.add(what_to_do)
+            self._warn_to(e, what_to_do)
 
     def follow(self, link: Link, want: KeyedSource | None, fresh: bool) -> None:
         """`fresh`: the stream's state is being (re)applied on this connection (start, reconnect), so
         the source is placed even when nothing changed."""
         cur = self.camera
+        if fresh:
+            self._told.clear()
         if not fresh and (cur.cfg if cur is not None else None) == want:
             return
         if cur is not None and cur.placed and (want is None or not cur.cfg.same_source(want)):

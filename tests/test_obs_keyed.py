@@ -128,6 +128,9 @@ def test_a_scene_that_no_longer_exists_is_one_message(obs_server, tmp_path, capl
         ctl.start_stream_scene()
         assert ctl.wait_connected(30) and ctl.wait_idle(30)
         assert ctl.status == "connected"
+        for key in ("magenta", "blue", "green"):        # avatar switches: the same advice is not repeated
+            ctl.set_keyed(_source("Deleted scene", tmp_path, key=KEY_COLOURS[key]))
+            assert ctl.wait_idle(30)
     said = [r.getMessage() for r in caplog.records if "Deleted scene" in r.getMessage()]
     assert len(said) == 1 and "no longer exists" in said[0]
 
