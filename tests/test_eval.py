@@ -48,9 +48,13 @@ def test_eval_json_has_every_section_and_field(quick_run):
                 "jitter_outside_mouth_silence",
                 "blinks_per_min_silence", "lost_eye_frames", "decode_ms_per_frame"} <= set(p)
         assert p["frames"] > 0 and p["silent_frames"] > 0
+    gt = pic["ground_truth"]               # the clips' own faces drawn by the rig: the measures read it as intact
+    assert gt["frames"] == pic["avatars"][next(k for k in pic["avatars"] if k != "rollout")]["frames"]
+    assert gt["psnr_silence"] > 40 and gt["eye_edge_ratio_silence"] > 0.95 and gt["lost_eye_frames"] == 0
+    assert 0.5 < gt["eye_sharpness_wide_vs_closed"] < 1.5
     assert len(pic["creators"]) == 1       # quick: one creator-made mix, measured like the picture avatars
     for c in pic["creators"].values():
-        assert c["frames"] > 0 and {"psnr_silence", "open_speaking", "open_silent", "look"} <= set(c)
+        assert c["frames"] > 0 and {"psnr_silence", "open_speaking", "open_silent", "open_portrait", "look"} <= set(c)
     assert set(pic["targets_on_worst"]) == {"psnr_silence_ge_30", "eye_edge_ratio_ge_0.8", "smear_ratio_le_1.5",
                                             "eye_sharpness_ge_0.9", "no_lost_eye", "jitter_le_0.5",
                                             "blinks_8_to_20_per_min"}
@@ -102,6 +106,7 @@ def test_eval_writes_a_markdown_report_with_every_section(quick_run):
     for heading in ("## Lip sync", "## Stability", "## Picture", "## Ablations", "Paper's ordering"):
         assert heading in text
     assert "| no_rope_reindex |" in text
+    assert "| ground truth: the clips' own faces |" in text and "### Creator-made mixes" in text
 
 
 def _mouths(seed: int, values=(0.0, 1.0)) -> np.ndarray:
