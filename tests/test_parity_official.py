@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from engine.config import ModelConfig, StreamConfig
 from engine.model import CausalDiT
-from engine.sampler import StreamingSampler
+from engine.sampler import StreamingSampler, reference_cond
 
 DATA = Path(__file__).parent / "data" / "official_tiny"
 TOL = 1e-4
@@ -99,20 +99,21 @@ def test_every_official_call_matches_through_our_cache(golden, model):
     stream = StreamConfig(official_update_anchor=True)
     sampler = StreamingSampler(model, stream)
     sampler.start(inputs["initial_latent"][:, 0], inputs["prompt_embeds"])
+    text_kv = sampler.conditioning.text_kv
     checked = 0
     for call in meta["calls"]:
         i = call["index"]
         x, t = calls[f"call{i:02d}.x"], calls[f"call{i:02d}.timestep"].float()
         fs, fe = call["frame_start"], call["frame_end"]
         if call["kind"] == "prefill":
-            flow, _, _ = model(x, sampler._cond(1, anchor=True), t, torch.zeros(1, 4, 56), torch.zeros(1), None,
-                               sampler.text_kv)
+            flow, _, _ = model(x, reference_cond(sampler.ref, 1, anchor=True), t, torch.zeros(1, 4, 56),
+                               torch.zeros(1), None, text_kv)
         else:
             audio = inputs["audio_emb"][:, 1 + 4 * (fs - 1): 1 + 4 * (fe - 1)]
             update = call["kind"] == "cache_update"
-            memory = sampler._memory(fs, sampler.stream.rope_reindex and not update)
-            flow, k, v = model(x, sampler._cond(fe - fs), t, audio, sampler.cache.frame_positions(fe - fs),
-                               memory, sampler.text_kv)
+            memory = sampler.cache.memory(fs, stream.style_anchor, stream.rope_reindex and not update)
+            flow, k, v = model(x, reference_cond(sampler.ref, fe - fs), t, audio,
+                               sampler.cache.frame_positions(fe - fs), memory, text_kv)
             if update and call["window"] >= 3:      # block final: it becomes the temporal anchor
                 sampler.cache.push(k, v, fe - fs)
         x0 = sampler.schedule.x0_from_flow(x, flow, t)

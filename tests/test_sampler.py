@@ -8,7 +8,7 @@ import torch
 
 from engine.config import ModelConfig, StreamConfig
 from engine.model import CausalDiT
-from engine.sampler import SelfForcingSampler, StreamingSampler, plan_windows
+from engine.sampler import SelfForcingSampler, StreamingSampler, plan_windows, window_step
 from engine.schedule import FlowSchedule
 
 LEVELS = [1000.0, 952.3810425, 769.2307739, 555.5556030]
@@ -107,6 +107,32 @@ def test_injected_noise_is_used(model):
     assert calls[:2] == [("fresh", 0), ("renoise", 0)]
     assert sum(k == "fresh" for k, _ in calls) == 2
     assert sum(k == "renoise" for k, _ in calls) == 2 * 3
+
+
+def cache_state(cache):
+    return cache.filled, [t.clone() for t in (cache.anchor_k or []) + (cache.ring_k or []) + (cache.ring_v or [])]
+
+
+@pytest.mark.parametrize("sampler_cls", [StreamingSampler, SelfForcingSampler])
+def test_every_denoising_call_is_the_pure_window_step(model, sampler_cls):
+    """What training reuses: window_step on the stream's conditioning gives the stream's x0 bit for bit,
+    as often as it is called, and leaves the cache as it found it."""
+    s = make(model, sampler_cls)
+    checked = []
+
+    def again(kind, d):
+        if kind != "denoise":
+            return
+        before = cache_state(s.cache)
+        x0s = [window_step(model, s.stream, s.schedule, s.conditioning, d["x"], d["t"], d["audio"], d["first_frame"])
+               for _ in range(2)]
+        after = cache_state(s.cache)
+        assert before[0] == after[0] and all(torch.equal(a, b) for a, b in zip(before[1], after[1]))
+        assert all(torch.equal(x0, s.schedule.x0_from_flow(d["x"], d["flow"], d["t"])) for x0 in x0s)
+        checked.append(d["first_frame"])
+    s.on_call = again
+    run(model, s, 6)
+    assert len(checked) == (9 if sampler_cls is StreamingSampler else 6 * 4) and checked[-1] > 1
 
 
 def test_constant_cost_and_bounded_cache_over_5000_steps(model):

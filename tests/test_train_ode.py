@@ -30,8 +30,10 @@ def test_ode_backfill_trains_under_torchrun_with_two_ranks(tiny_recipe, tiny_dat
     assert (out / ode_backfill.WEIGHTS).exists()
 
 
-def test_every_window_matches_the_streaming_sampler_call_for_call():
-    """Feed the sampler's own inputs to the training window: same calls, positions, levels and x0."""
+def test_every_window_matches_the_streaming_sampler_call_for_call_and_bit_for_bit():
+    """Feed the sampler's own inputs to the training window: same calls, positions, levels and x0 to the
+    last bit, because both make their calls through `engine.sampler` (prefill_anchor, update_anchor,
+    window_step)."""
     torch.manual_seed(0)
     cfg = ModelConfig.micro()
     model = CausalDiT(cfg).eval()
@@ -59,7 +61,7 @@ def test_every_window_matches_the_streaming_sampler_call_for_call():
         want = [sampler.calls[0]] + updates[:spec.start_block] + [sampler.calls[call_index]]
         assert _record(calls) == _record(want), f"window {spec.index}"
         assert torch.equal(t_mine, t)
-        assert torch.allclose(x0, schedule.x0_from_flow(x, flow, t), atol=1e-5), f"window {spec.index}"
+        assert torch.equal(x0, schedule.x0_from_flow(x, flow, t)), f"window {spec.index}"
 
 
 def test_window_blocks_sit_at_their_levels_newest_noisiest():

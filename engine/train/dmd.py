@@ -24,7 +24,7 @@ import torch
 from engine.checkpoints import load_weights
 from engine.config import StreamConfig
 from engine.model import CausalDiT
-from engine.sampler import PendingBlock, StreamingSampler
+from engine.sampler import StreamingSampler
 from engine.schedule import FlowSchedule, schedule_for
 from engine.train.data import LatentClips
 from engine.train.dist import Dist, JsonlLog, generator
@@ -40,32 +40,6 @@ WEIGHTS = "student.safetensors"
 X0Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class RolloutSampler(StreamingSampler):
-    """The engine's streaming sampler, except that chosen windows keep their autograd graph.
-
-    Noisy inputs carried between windows are detached, and the cache-update call runs without a
-    graph, so a gradient reaches the weights only through the one call that made an emitted x0.
-    """
-
-    def step_grad(self, audio: torch.Tensor, grad: bool) -> torch.Tensor | None:
-        audio = self._check_audio(audio)
-        with torch.no_grad():
-            self._deferred_anchor(audio)
-        shape = (self.batch, self.block_frames, self.model.cfg.out_dim, *self.ref.shape[2:])
-        self.pending.append(PendingBlock(self.blocks_in, self._noise("fresh", self.blocks_in, shape), audio))
-        self.blocks_in += 1
-        with torch.set_grad_enabled(grad):
-            out = self._window()
-        for block in self.pending:
-            block.x = block.x.detach()
-        return out
-
-    def _commit(self, block: PendingBlock, x0: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            super()._commit(block, x0.detach())
-        return x0
-
-
 def rollout(student: CausalDiT, stream: StreamConfig, ref: torch.Tensor, audio: torch.Tensor,
             gen: torch.Generator, grad_blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stream audio (b, n*B*pack, D) through the student; returns (emitted x0 (b, E*B, C, h, w), their audio).
@@ -79,13 +53,16 @@ def rollout(student: CausalDiT, stream: StreamConfig, ref: torch.Tensor, audio: 
     if n < L:
         raise ValueError(f"a rollout needs at least L={L} blocks of audio to emit anything; got {n}")
     emitted_count = n - L + 1
-    sampler = RolloutSampler(student, stream, generator=gen)
+    sampler = StreamingSampler(student, stream, generator=gen)
     sampler.start(ref)
     out = []
     for i in range(n):
         emits = i - (L - 1)
         grad = torch.is_grad_enabled() and emits >= emitted_count - grad_blocks
-        block = sampler.step_grad(audio[:, i * rows:(i + 1) * rows], grad)
+        with torch.set_grad_enabled(grad):
+            block = sampler.advance(audio[:, i * rows:(i + 1) * rows])
+        for pending in sampler.pending:       # a gradient reaches the weights only through this window's call
+            pending.x = pending.x.detach()
         if block is not None:
             out.append(block if grad else block.detach())
     return torch.cat(out, dim=1), audio[:, :emitted_count * rows]

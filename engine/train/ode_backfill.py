@@ -6,10 +6,11 @@ stream level t[j] and the clean end it leads to; a window example puts block j o
 its level's state and asks the student for the clean end of every block (CausVid/Self-Forcing
 "ODE initialisation", in AvatarForcing's window layout).
 
-Every window is built exactly as `StreamingSampler` would run it (the test compares the recorded
-calls): the reference frame is prefilled at t=0 with silent audio (style anchor), each earlier
-block's clean latents go through the cache-update call at t=context_noise in order (temporal
-anchor), and the window is called with the positions `engine.cache.StreamCache` hands out.
+Every window is made of the streaming sampler's own calls (`engine.sampler.prefill_anchor`,
+`update_anchor`, `window_step`; the test compares the recorded calls): the reference frame is
+prefilled at t=0 with silent audio (style anchor), each earlier block's clean latents go through
+the cache-update call at t=context_noise in order (temporal anchor), then the window's one
+denoising call. Only the inputs differ: teacher ODE states instead of the sampler's own noise.
 Gradients flow through those anchor calls too (`grad_through_anchors`), so the student learns
 to write useful keys into its own cache.
 
@@ -30,7 +31,7 @@ from engine.checkpoints import load_weights
 from engine.config import StreamConfig
 from engine.files import atomic_write
 from engine.model import CausalDiT
-from engine.sampler import CallRecord, plan_windows
+from engine.sampler import CallRecord, Conditioning, plan_windows, prefill_anchor, update_anchor, window_step
 from engine.schedule import FlowSchedule, schedule_for
 from engine.train.data import LatentClips, mouth_weight
 from engine.train.dist import Dist, generator
@@ -75,23 +76,10 @@ class GradCache(StreamCache):
     keep_graph = True
 
 
-def reference_cond(ref: torch.Tensor, frames: int, anchor: bool = False) -> torch.Tensor:
-    """Conditioning channels as the sampler builds them: reference on every frame + mask (0 = anchor)."""
-    b, c, h, w = ref.shape
-    refs = ref[:, None].expand(b, frames, c, h, w)
-    return torch.cat([refs, refs.new_full((b, frames, 1, h, w), 0.0 if anchor else 1.0)], dim=2)
-
-
-def _record(calls: list[CallRecord] | None, kind: str, x, t, first, pos, memory) -> None:
-    if calls is not None:
-        calls.append(CallRecord(kind, x.shape[1], memory.frames if memory else 0, first, t[0].tolist(),
-                                pos.tolist(), memory.frame_pos.tolist() if memory else []))
-
-
 def student_window(model: CausalDiT, stream: StreamConfig, schedule: FlowSchedule, spec: WindowSpec,
                    ref: torch.Tensor, clean: torch.Tensor, audio: torch.Tensor, noisy: torch.Tensor,
                    grad_anchors: bool = True, calls: list[CallRecord] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The student's x0 for window `spec`, with anchors built as the streaming sampler builds them.
+    """The student's x0 for window `spec`, through the streaming sampler's own calls (`engine.sampler`).
 
     ref (b, C, h, w); clean / audio: the whole stream's clean latents (b, n*B, C, h, w) and audio rows
     (b, n*B, D) (clean blocks before the window feed the cache-update calls); noisy: the window's
@@ -99,41 +87,21 @@ def student_window(model: CausalDiT, stream: StreamConfig, schedule: FlowSchedul
     """
     if not stream.kv_cache:
         raise ValueError("training needs stream.kv_cache=True (the no-cache mode is only a cost baseline)")
+    if stream.passes != 1:
+        raise ValueError(f"ODE backfill trains one pass per level; stream.passes={stream.passes}")
     cfg, bf = model.cfg, stream.block_frames
     rows = bf * cfg.audio_pack
     levels = schedule.levels(stream)
-    if stream.passes != 1:
-        raise ValueError(f"ODE backfill trains one pass per level; stream.passes={stream.passes}")
-    cache = (GradCache if grad_anchors else StreamCache)(cfg.num_layers, stream.temporal_frames)
-    with torch.set_grad_enabled(grad_anchors and torch.is_grad_enabled()):
-        # style anchor: the reference frame alone at t=0 (silent unless anchor_audio_zero is off)
-        anchor_audio = (audio.new_zeros(audio.shape[0], cfg.audio_pack, audio.shape[-1]) if stream.anchor_audio_zero
-                        else audio[:, :cfg.audio_pack])
-        x_ref, t_ref, pos_ref = ref[:, None], ref.new_zeros(ref.shape[0], 1), torch.zeros(1, dtype=torch.float64)
-        _record(calls, "prefill", x_ref, t_ref, 0, pos_ref, None)
-        _, k, v = model(x_ref, reference_cond(ref, 1, anchor=True), t_ref, anchor_audio, pos_ref)
-        cache.set_anchor(k, v)
-        # temporal anchor: every earlier block's clean latents, through the cache-update call in order
-        reindexed = stream.rope_reindex and not stream.official_update_anchor
-        for b in range(spec.start_block):
-            x_b = clean[:, b * bf:(b + 1) * bf]
-            first = 1 + b * bf
-            t_b = x_b.new_full(x_b.shape[:2], float(stream.context_noise))
-            pos = cache.frame_positions(bf)
-            memory = cache.memory(first, stream.style_anchor, reindexed)
-            if stream.temporal_frames:
-                _record(calls, "update", x_b, t_b, first, pos, memory)
-                _, k, v = model(x_b, reference_cond(ref, bf), t_b, audio[:, b * rows:(b + 1) * rows], pos, memory)
-                cache.push(k, v, bf)
-    first = 1 + spec.start_block * bf
-    n = len(spec.blocks)
+    observe = (lambda kind, info: calls.append(CallRecord.of(kind, info))) if calls is not None else None
+    cond = Conditioning(ref, (GradCache if grad_anchors else StreamCache)(cfg.num_layers, stream.temporal_frames))
+    heard = audio[:, :cfg.audio_pack]      # what the anchor frame hears: silence unless the ablation says so
+    prefill_anchor(model, cond, torch.zeros_like(heard) if stream.anchor_audio_zero else heard, observe)
+    for b in range(spec.start_block):
+        update_anchor(model, stream, cond, clean[:, b * bf:(b + 1) * bf], audio[:, b * rows:(b + 1) * rows],
+                      1 + b * bf, observe=observe)
     t = torch.cat([noisy.new_full((noisy.shape[0], bf), levels[lv]) for lv in spec.levels], dim=1)
-    pos = cache.frame_positions(n * bf)
-    memory = cache.memory(first, stream.style_anchor, stream.rope_reindex)
-    a0, a1 = spec.start_block * rows, (spec.blocks[-1] + 1) * rows
-    _record(calls, "denoise", noisy, t, first, pos, memory)
-    flow, _, _ = model(noisy, reference_cond(ref, n * bf), t, audio[:, a0:a1], pos, memory)
-    return schedule.x0_from_flow(noisy, flow, t), t
+    window_audio = audio[:, spec.start_block * rows:(spec.blocks[-1] + 1) * rows]
+    return window_step(model, stream, schedule, cond, noisy, t, window_audio, 1 + spec.start_block * bf, observe), t
 
 
 def window_input(levels: torch.Tensor, spec: WindowSpec, block_frames: int) -> torch.Tensor:

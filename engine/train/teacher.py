@@ -22,6 +22,7 @@ import torch
 from engine.checkpoints import load_weights
 from engine.config import StreamConfig
 from engine.model import CausalDiT
+from engine.sampler import reference_cond
 from engine.schedule import FlowSchedule, schedule_for
 from engine.train.data import LatentClips, mouth_weight, resolve
 from engine.train.dist import Dist, generator
@@ -36,12 +37,8 @@ WEIGHTS = "teacher.safetensors"
 def with_reference(ref: torch.Tensor, x: torch.Tensor, audio: torch.Tensor, t: torch.Tensor):
     """Prepend the reference frame: (x, cond, t, audio, frame_pos) for a whole-clip call."""
     b, f = x.shape[:2]
-    c, h, w = ref.shape[1:]
     frames = torch.cat([ref[:, None].to(x.dtype), x], dim=1)
-    refs = ref[:, None].expand(b, f + 1, c, h, w).to(x.dtype)
-    mask = torch.ones(b, f + 1, 1, h, w, dtype=x.dtype, device=x.device)
-    mask[:, 0] = 0.0
-    cond = torch.cat([refs, mask], dim=2)
+    cond = torch.cat([reference_cond(ref, 1, anchor=True), reference_cond(ref, f)], dim=1).to(x.dtype)
     tt = torch.cat([t.new_zeros(b, 1), t.to(torch.float32)], dim=1)
     aa = torch.cat([audio.new_zeros(b, 1, audio.shape[-1]), audio], dim=1)
     pos = torch.arange(f + 1, dtype=torch.float64)
