@@ -48,7 +48,8 @@ def test_eval_json_has_every_section_and_field(quick_run):
                 "jitter_outside_mouth_silence",
                 "blinks_per_min_silence", "lost_eye_frames", "decode_ms_per_frame"} <= set(p)
         assert p["frames"] > 0 and p["silent_frames"] > 0
-    gt = pic["ground_truth"]               # the clips' own faces drawn by the rig: the measures read it as intact
+    assert len(pic["ground_truth"]) == 1   # the clips' own faces drawn by the rig, per picture avatar
+    gt = next(iter(pic["ground_truth"].values()))   # the measures read it as intact
     assert gt["frames"] == pic["avatars"][next(k for k in pic["avatars"] if k != "rollout")]["frames"]
     assert gt["psnr_silence"] > 40 and gt["eye_edge_ratio_silence"] > 0.95 and gt["lost_eye_frames"] == 0
     assert 0.5 < gt["eye_sharpness_wide_vs_closed"] < 1.5

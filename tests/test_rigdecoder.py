@@ -125,6 +125,45 @@ def test_training_writes_weights_and_held_out_errors(tmp_path):
     assert set(metrics["mae"]) == set(READ_CONTROLS) and (tmp_path / "rig.safetensors").is_file()
 
 
+def test_student_latents_are_the_stream_s_own_and_labelled_with_the_clip_s_mouth():
+    """The reader's run-time data: the latents the shipped student streams for a training clip,
+    deterministic by seed, one per frame, labelled with the clip's own controls."""
+    from engine.clips.clip import make_clip
+    from engine.train.rollout_latents import clip_latents
+    torch.set_num_threads(1)
+    card = str(MODELS_DIR / "toon")
+    z, ref, y = clip_latents(card, 50_000, 2.0)
+    clip = make_clip(50_000, 25, 2.0)
+    assert z.shape == (clip.n_frames, 12, 16, 16) and ref.shape == (1, 12, 16, 16) and y.shape == (clip.n_frames, 6)
+    np.testing.assert_array_equal(y[:, 0].numpy(), clip.controls[:, 0])
+    z2, _, _ = clip_latents(card, 50_000, 2.0)
+    assert torch.equal(z, z2)
+    # the same latents the stream hands its decoder
+    stream = AvatarStream(load_card(card), seed=0)
+    from engine.toon.creator import training_identity
+    stream.start(render_portrait(training_identity(50_000), 512))
+    got = []
+    stream.decoder.decode = lambda lat: got.append(lat.clone()) or np.zeros((len(lat), 1, 1, 3), np.uint8)
+    stream.push_audio(clip.audio[: clip.n_frames * 640])
+    stream.flush()
+    assert torch.equal(torch.cat(got)[: clip.n_frames].float(), z)
+    # and the shipped reader, trained on such latents, follows the clip's jaw
+    reader = ControlReader.load(MODELS_DIR / "toon" / "rig.safetensors").eval()
+    with torch.no_grad():
+        jaw = reader(z, ref)[:, 0].numpy()
+    assert np.corrcoef(jaw, y[:, 0].numpy())[0, 1] > 0.6
+
+
+def test_training_with_student_rollouts_reports_the_student_s_held_out_jaw(tmp_path):
+    import json
+    from engine.train.train_rig import RigTrainConfig, train
+    tc = RigTrainConfig(examples=16, identities=2, steps=3, batch=4, threads=1, heldout=8, heldout_identities=2,
+                        rollouts=1, rollout_seconds=1.0, heldout_rollouts=1)
+    train(tmp_path, tc, ReaderConfig())
+    metrics = json.loads((tmp_path / "eval.json").read_text())
+    assert metrics["student_heldout"]["n"] == 200 and set(metrics["student_heldout"]["mae"]) == set(READ_CONTROLS)
+
+
 def test_the_app_streams_the_default_cartoon_through_its_rig_and_a_picture_without(ui_home, tmp_path):
     """A session on the shipped model: the library's Default (a cartoon) is rigged; switching to a
     picture avatar (same pixels, no seed) goes back to the learned decoder mid-stream."""

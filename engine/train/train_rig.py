@@ -10,6 +10,17 @@ learns to read the pose through noise.
 Lids are random in the data but not read (the stream's idle clock shuts them), so the reader learns
 to ignore them. Loss: L1 per control, the jaw counted twice (it is what lip sync is made of).
 
+With `--rollouts N` the card's student also streams N training clips (unseen seeds) and its own
+latents join the data, labelled with the clip's mouth (`engine.train.rollout_latents`): half of
+every batch by default, the mouth's controls only. That is what the reader reads at run time; the
+rendered frames keep it reading any face and pose. `eval.json` then also holds the jaw's
+correlation on held-out clips streamed by the student (`student_heldout`).
+Tried on 2026-12-02 (240 clips, share 0.75; docs/eval_toon_reader_student_latents.md): on the
+student's held-out latents the jaw followed the clips at r 0.783 (shipped reader 0.759), width and
+rounding at 0.42 and 0.35 (0.13 and -0.02), but the evaluation's lip sync through the mouth probe
+fell from 0.784 to 0.728 and speaking openness from 0.28 to 0.16: the reader reads smaller openings,
+likely closed further by `calm_mouth`'s dead zone. Not shipped (rollouts default to 0).
+
 A few minutes on 2 cores; `eval.json` holds held-out identities' error per control (and the same
 identities on green screens).
 """
@@ -54,6 +65,12 @@ class RigTrainConfig:
     heldout_identities: int = 128
     green_screen: float = 0.0      # share of identities on a key colour (creator avatars); the shipped reader: 0
     seed: int = 0
+    card: str = "engine/models/toon"   # whose student streams the rollouts
+    rollouts: int = 0              # training clips streamed by the student (0: rendered frames only)
+    rollout_seconds: float = 4.0
+    rollout_share: float = 0.5     # of every batch, when there are rollouts
+    rollout_first_seed: int = 50_000   # clip seeds the student never trained on (its clips: 0..clips-1)
+    heldout_rollouts: int = 12     # held-out clips (seeds 100500..) streamed for `student_heldout`
 
 
 def random_rig_controls(rng: np.random.Generator) -> FaceControls:
@@ -85,6 +102,10 @@ def make_set(ae: ToonAutoencoder, n: int, seeds: list[int], rng: np.random.Gener
     return torch.cat(zs), torch.cat(zr), torch.cat(ys)
 
 
+MOUTH = torch.tensor([c in ("mouth_open", "mouth_width", "mouth_round") for c in READ_CONTROLS])
+HELDOUT_CLIPS = 100_500     # clip seeds for the student's held-out rollouts (the evaluation uses 100000..100499)
+
+
 @torch.no_grad()
 def evaluate(model: ControlReader, data: tuple[torch.Tensor, ...]) -> dict:
     """Mean absolute error per control and the jaw's correlation, on clean latents."""
@@ -109,8 +130,15 @@ def train(out: Path, tc: RigTrainConfig, cfg: ReaderConfig) -> ControlReader:
     unseen = [HELDOUT_SEED_BASE + i for i in range(tc.heldout_identities)]
     heldout = make_set(ae, tc.heldout, unseen, np.random.default_rng(tc.seed + 1))
     keyed = make_set(ae, tc.heldout // 2, unseen, np.random.default_rng(tc.seed + 2), green_screen=1.0)
-    log.info("data: %d training frames, %d held-out (%.1f min)", len(data[0]), len(heldout[0]),
-             (time.monotonic() - t0) / 60)
+    rollouts = student_heldout = None
+    if tc.rollouts:
+        from engine.train.rollout_latents import student_latents
+        first = tc.rollout_first_seed
+        rollouts = student_latents(tc.card, list(range(first, first + tc.rollouts)), tc.rollout_seconds, tc.threads)
+        student_heldout = student_latents(tc.card, list(range(HELDOUT_CLIPS, HELDOUT_CLIPS + tc.heldout_rollouts)),
+                                          8.0, tc.threads)
+    log.info("data: %d training frames, %d student frames, %d held-out (%.1f min)", len(data[0]),
+             0 if rollouts is None else len(rollouts[0]), len(heldout[0]), (time.monotonic() - t0) / 60)
     model = ControlReader(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(tc.seed)
@@ -121,16 +149,23 @@ def train(out: Path, tc: RigTrainConfig, cfg: ReaderConfig) -> ControlReader:
         lr = cosine_lr(step, tc)
         for g in opt.param_groups:
             g["lr"] = lr
-        idx = torch.randint(len(data[0]), (tc.batch,), generator=gen)
+        n_student = int(round(tc.batch * tc.rollout_share)) if rollouts is not None else 0
+        idx = torch.randint(len(data[0]), (tc.batch - n_student,), generator=gen)
         z = perturb(data[0][idx], tc, gen)
         loss = ((model(z, data[1][idx]) - data[2][idx]).abs() * weights).mean()
+        if n_student:
+            j = torch.randint(len(rollouts[0]), (n_student,), generator=gen)
+            err = (model(rollouts[0][j], rollouts[1][j]) - rollouts[2][j]).abs() * (weights * MOUTH)
+            loss = loss * (1 - tc.rollout_share) + err.mean() * tc.rollout_share
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         history.append({"step": step, "loss": loss.item()})
         if (step + 1) % 200 == 0:
             log.info("step %d loss %.4f (%.1f min)", step + 1, loss.item(), (time.monotonic() - t0) / 60)
-    metrics = {**evaluate(model, heldout), "green_screen": evaluate(model, keyed), "train_minutes": (time.monotonic() - t0) / 60, "config": asdict(tc)}
+    metrics = {**evaluate(model, heldout), "green_screen": evaluate(model, keyed),
+               "student_heldout": evaluate(model, student_heldout) if student_heldout is not None else None,
+               "train_minutes": (time.monotonic() - t0) / 60, "config": asdict(tc)}
     atomic_write_text(out / "eval.json", json.dumps(metrics, indent=1))
     atomic_write_text(out / "losses.json", json.dumps(history))
     model.save(out / "rig.safetensors")
@@ -146,11 +181,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=RigTrainConfig.threads)
     ap.add_argument("--green-screen", type=float, default=RigTrainConfig.green_screen,
                     help="share of identities on a key colour (0.15 matches the model's clips; not yet shipped)")
+    ap.add_argument("--rollouts", type=int, default=RigTrainConfig.rollouts,
+                    help="training clips the card's student streams; its latents join the data (shipped reader: 0; tried: 240, docs/eval_toon_reader_student_latents.md)")
+    ap.add_argument("--rollout-share", type=float, default=RigTrainConfig.rollout_share,
+                    help="share of every batch from those rollouts (tried: 0.75)")
+    ap.add_argument("--card", default=RigTrainConfig.card, help="the card whose student streams the rollouts")
     ap.add_argument("--export", type=Path, default=None, help="also write the weights + yaml here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     model = train(args.out, RigTrainConfig(steps=args.steps, examples=args.examples, threads=args.threads,
-                                                green_screen=args.green_screen),
+                                           green_screen=args.green_screen, rollouts=args.rollouts,
+                                           rollout_share=args.rollout_share, card=args.card),
                   ReaderConfig())
     if args.export is not None:
         model.save(args.export)
