@@ -139,22 +139,20 @@ class KeyedCamera:
         """OBS frees a removed input a little later; creating it again before that would find the
         dying input and fail to put it in a scene (700), so wait until its name is free."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                link.call(obsreq.GetInputSettings(inputName=self.cfg.input_name))
-            except Failed:
-                return
+        while self._input_exists(link) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def _input_exists(self, link: Link) -> bool:
+        try:
+            link.call(obsreq.GetInputSettings(inputName=self.cfg.input_name))
+        except Failed:
+            return False
+        return True
 
     def _input_in_scene(self, link: Link, kind: str, settings: dict) -> tuple[int, bool]:
         """(the scene item of our input in the scene, whether the item is new): the input updated, or created."""
         cfg = self.cfg
-        exists = True
-        try:
-            link.call(obsreq.GetInputSettings(inputName=cfg.input_name))
-        except Failed:
-            exists = False
-        if not exists:
+        if not self._input_exists(link):
             made = link.call(obsreq.CreateInput(sceneName=cfg.scene, inputName=cfg.input_name, inputKind=kind,
                                                 inputSettings=settings, sceneItemEnabled=True))
             log.info("OBS: created %r (%s) in scene %r", cfg.input_name, kind, cfg.scene)

@@ -109,12 +109,15 @@ def colour_hist(frame: np.ndarray) -> np.ndarray:
 # -- held-out audio -------------------------------------------------------------------------------------
 @dataclass
 class Program:
-    """Audio and the per-frame ground truth (mouth_open; all controls) of a stretch of held-out speech."""
+    """Audio and the per-frame ground truth (every control; `truth`: mouth_open) of a stretch of held-out speech."""
 
     audio: np.ndarray
-    truth: np.ndarray
+    controls: np.ndarray                    # (frames, len(CONTROL_NAMES)): the clips' own faces, neutral in gaps
     seeds: list[int] = field(default_factory=list)
-    controls: np.ndarray | None = None      # (frames, len(CONTROL_NAMES)): the clips' own faces, neutral in gaps
+
+    @property
+    def truth(self) -> np.ndarray:
+        return self.controls[:, 0]
 
 
 def heldout_program(first_seed: int, seconds: float, clip_seconds: float, gap_seconds: tuple[float, float],
@@ -138,7 +141,7 @@ def heldout_program(first_seed: int, seconds: float, clip_seconds: float, gap_se
         frames += clip.n_frames + gap
         s += 1
     faces = np.concatenate(controls)[:n_frames].astype(np.float32)
-    return Program(np.concatenate(audio)[: n_frames * spf].astype(np.float32), faces[:, 0].copy(), seeds, faces)
+    return Program(np.concatenate(audio)[: n_frames * spf].astype(np.float32), faces, seeds)
 
 
 # -- one stream, measured frame by frame ------------------------------------------------------------------
@@ -802,8 +805,6 @@ def picture_report(pic: dict | None) -> list[str]:
                      f"{_fmt(p.get('eye_sharpness_wide_vs_closed'), 2)} | {_fmt(p['jitter_outside_mouth_silence'], 2)} | {_fmt(p['blinks_per_min_silence'], 1)} | "
                      f"{p['lost_eye_frames']} | {_fmt(p['decode_ms_per_frame'], 1)} |")
     gts = pic.get("ground_truth") or {}
-    if isinstance(gts, dict) and "avatar_seed" in gts:     # results written when one avatar had a ground-truth row
-        gts = {"truth": gts}
     for gt in gts.values():
         lines.append(f"| ground truth: the clips' own faces | {gt['avatar_seed']} | {_fmt(gt['psnr_silence'], 1)} | "
                      f"{_fmt(gt['eye_edge_ratio_silence'], 2)} | {_fmt(gt['smear_ratio'], 2)} "
