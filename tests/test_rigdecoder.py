@@ -99,6 +99,24 @@ def test_a_closed_mouth_is_one_calm_line():
     assert out[2, 0] == 1.0
 
 
+def test_small_openings_pass_while_speaking_and_stay_shut_in_silence():
+    """The jaw's dead zone follows speech: a small opening between syllables is drawn, the same
+    reading after a second of silence is the reader's noise on a shut mouth and is drawn shut."""
+    from engine.codecs.rigdecoder import JAW_DEADZONE, MouthGate, calm_mouth
+    gate = MouthGate(25.0)
+    silence = gate.next(np.zeros(25))
+    assert np.allclose(silence, JAW_DEADZONE)
+    syllables = np.tile([0.4, 0.4, 0.05, 0.05], 10)
+    zones = gate.next(syllables)
+    values = np.zeros((len(syllables), 6))
+    values[:, 0] = syllables
+    drawn = calm_mouth(values, deadzone=zones)[:, 0]
+    assert (drawn[-2:] > 0.0).all()                                      # between syllables: a little open
+    gate.next(np.zeros(25))
+    after = calm_mouth(values[-2:], deadzone=gate.next(syllables[-2:]))[:, 0]
+    assert (after == 0.0).all()                                          # after silence: noise, shut
+
+
 def test_a_picture_that_is_not_the_seed_s_portrait_falls_back_to_the_learned_decoder(decoder):
     ident = random_identity(100002)
     other = render_portrait(random_identity(100003), 512)

@@ -91,13 +91,14 @@ class ToonDecoder:
     def _rig_for(self, identity: Identity | None, image: np.ndarray) -> RigDecoder | None:
         if identity is None or self.reader is None:
             return None
-        from engine.codecs.rigdecoder import IdleHead, RigDecoder, rig_matches
+        from engine.codecs.rigdecoder import IdleHead, MouthGate, RigDecoder, rig_matches
         s = self.out_size
         if not rig_matches(identity, fit_image(image, s, s)):
             log.warning("avatar picture differs from its cartoon seed %s's portrait: drawing it as a picture",
                         getattr(identity, "seed", "?"))
             return None
-        return RigDecoder(self.reader, identity, s, head=IdleHead(self.fps, seed=self.seed))
+        return RigDecoder(self.reader, identity, s, head=IdleHead(self.fps, seed=self.seed),
+                          gate=MouthGate(self.fps))
 
     @property
     def rigged(self) -> bool:
