@@ -128,14 +128,14 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
                               time_blocks, warm_stream)
     from engine.card import load_card
 
-    from .demo import demo_portrait, demo_voice
+    from .demo import demo_identity, demo_portrait, demo_voice
     card = load_card(Path(folder))
     key, machine = cache_key(folder)
     created = time.strftime("%Y-%m-%d %H:%M")
     overrides = overrides or {}
     probe = open_variant_stream(card, REFERENCE, **overrides)
-    image = demo_portrait(max(card.width, card.height))
-    probe.start(image)
+    image, identity = demo_portrait(max(card.width, card.height)), demo_identity()   # a library cartoon: its rig draws
+    probe.start(image, identity=identity)
     gflop = step_gflop(probe)
     block_ms = probe.block_seconds * 1000
     if gflop < SMALL_MODEL_GFLOP:
@@ -150,9 +150,9 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     for v in variants:
         t0 = time.perf_counter()
         streams[v.name] = open_variant_stream(card, v, **overrides)
-        warm_stream(streams[v.name], image)               # compile/* compile here (cached on disk after)
+        warm_stream(streams[v.name], image, identity=identity)   # compile/* compile here (cached on disk after)
         say(f"  {v.name}: ready in {time.perf_counter() - t0:.0f} s")
-    checked = parity(card, variants, image, demo_voice(1.0), streams=streams)
+    checked = parity(card, variants, image, demo_voice(1.0), streams=streams, identity=identity)
     for name, diff in checked.items():
         if not diff["ok"]:
             say(f"  {name} changes frames beyond the tolerance (worst frame mean {diff['mean']:.2f}, "
@@ -161,7 +161,7 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     clocks = {}
     for v in variants:
         if checked[v.name]["ok"]:
-            clocks[v.name] = BlockClock(streams[v.name], image, voice)
+            clocks[v.name] = BlockClock(streams[v.name], image, voice, identity=identity)
             clocks[v.name].warm(probe.sampler.latency_blocks + 3)
     times = time_blocks(clocks, rounds)
     ms = {name: float(np.median(t)) for name, t in times.items() if t}

@@ -258,8 +258,8 @@ def frame_difference(ref: list[np.ndarray], other: list[np.ndarray]) -> dict[str
             "mean_all": float(np.mean(means))}
 
 
-def run_frames(stream: "AvatarStream", image: np.ndarray, pcm: np.ndarray) -> list[np.ndarray]:
-    stream.start(image)
+def run_frames(stream: "AvatarStream", image: np.ndarray, pcm: np.ndarray, identity=None) -> list[np.ndarray]:
+    stream.start(image, identity=identity)
     frames = stream.push_audio(pcm)
     return frames + stream.flush()
 
@@ -270,8 +270,9 @@ def within(diff: dict[str, float], tol: Tolerance = TOLERANCE) -> bool:
 
 def parity(card, variants: list[Variant], image: np.ndarray, pcm: np.ndarray,
            make: Callable[[Any, Variant], "AvatarStream"] = open_variant_stream,
-           streams: dict[str, "AvatarStream"] | None = None) -> dict[str, dict[str, float]]:
-    """Frame differences of each variant from float32 eager on the same input.
+           streams: dict[str, "AvatarStream"] | None = None, identity=None) -> dict[str, dict[str, float]]:
+    """Frame differences of each variant from float32 eager on the same input (`identity`: the cartoon
+    avatar's rig, so its frames are drawn the way a library cartoon's are).
 
     streams: already built streams by variant name (built with `make` and added when missing), so
     a caller can time the very streams it checked (a compiled variant compiles once).
@@ -280,11 +281,11 @@ def parity(card, variants: list[Variant], image: np.ndarray, pcm: np.ndarray,
     for v in [REFERENCE, *variants]:
         if v.name not in streams:
             streams[v.name] = make(card, v)
-    reference = run_frames(streams[REFERENCE.name], image, pcm)
+    reference = run_frames(streams[REFERENCE.name], image, pcm, identity)
     out = {}
     for v in variants:
         diff = {"frames": len(reference), "mean": 0.0, "p99": 0.0, "max": 0, "mean_all": 0.0} if v == REFERENCE \
-            else frame_difference(reference, run_frames(streams[v.name], image, pcm))
+            else frame_difference(reference, run_frames(streams[v.name], image, pcm, identity))
         out[v.name] = {**diff, "ok": within(diff)}
     return out
 
@@ -310,12 +311,13 @@ def counted_gflop(fn: Callable[[], Any]) -> float:
 class BlockClock:
     """Feeds one stream one block of audio at a time from a looped clip and times each push."""
 
-    def __init__(self, stream: "AvatarStream", image: np.ndarray, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE):
+    def __init__(self, stream: "AvatarStream", image: np.ndarray, pcm: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                 identity=None):
         self.stream = stream
         self.n = int(round(stream.block_seconds * sample_rate))
         self.pcm = np.tile(pcm, 2)
         self.pos = 0
-        stream.start(image)
+        stream.start(image, identity=identity)
 
     def push(self) -> tuple[float, int]:
         import time
@@ -345,9 +347,9 @@ def time_blocks(clocks: dict[str, BlockClock], rounds: int) -> dict[str, list[fl
     return out
 
 
-def warm_stream(stream: "AvatarStream", image: np.ndarray, extra_blocks: int = 2) -> None:
+def warm_stream(stream: "AvatarStream", image: np.ndarray, extra_blocks: int = 2, identity=None) -> None:
     """Run silence through a stream until its steady-state calls have run (compiled) once; start() again after."""
-    stream.start(image)
+    stream.start(image, identity=identity)
     n = int(round(stream.block_seconds * SAMPLE_RATE))
     for _ in range(stream.sampler.latency_blocks + extra_blocks):
         stream.push_audio(np.zeros(n, np.float32))

@@ -63,6 +63,20 @@ def test_bf16_variant_matches_float32_eager_within_the_tolerance(ref_card):
         assert diff["mean"] <= TOLERANCE.max_mean and diff["p99"] <= TOLERANCE.max_p99
 
 
+def test_parity_on_a_cartoon_avatar_compares_frames_its_rig_drew():
+    """The tuner and the benchmark measure what the Default avatar runs: the shipped model, decoded by
+    the cartoon's rig (bf16 latents may move the read jaw a little; the tolerance still holds)."""
+    from engine.toon import random_identity, render_portrait
+    card = resolve_card("toon")
+    identity = random_identity(0)
+    streams: dict = {}
+    result = parity(card, [Variant("eager", "bfloat16")], render_portrait(identity, card.width), voice(0.6),
+                    streams=streams, identity=identity)
+    assert all(s.decoder.rigged for s in streams.values())
+    diff = result["eager/bfloat16"]
+    assert diff["frames"] >= 10 and diff["ok"], diff
+
+
 def test_parity_fails_frames_that_differ_beyond_the_tolerance():
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(4)]

@@ -11,6 +11,11 @@ ms per block), the frames' difference from float32 eager of the same worker, and
 floor: FLOPs per block (model, counted from the config; decoder, counted by PyTorch's FLOP
 counter) / the core's measured matrix-product peak in that dtype, and the fraction achieved.
 
+The avatar is a library cartoon (cartoon identity 0), drawn by its rig as the Default avatar is:
+decoding is the rig's control reader plus drawing at the card's size (the drawing is not matrix
+products, so the floor counts only the reader). `--picture` measures a picture avatar instead
+(the same portrait without its rig: the learned reference decoder).
+
     python -m engine.tools.perf --model toon --out perf.json --md perf.md      (avatarcam bench backends)
 """
 from __future__ import annotations
@@ -47,9 +52,11 @@ def matmul_peak(dtype, n: int = 1024, repeats: int = 7) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def _portrait(size: int):
+def _avatar(size: int, rig: bool):
+    """The benchmark's avatar: its portrait at `size`, and its identity when it is drawn by its rig."""
     from engine.toon import random_identity, render_portrait
-    return render_portrait(random_identity(0), size)
+    identity = random_identity(0)
+    return render_portrait(identity, size), identity if rig else None
 
 
 VOICE = Path(__file__).resolve().parents[2] / "avatarcam" / "data" / "demo_voice.wav"
@@ -65,7 +72,7 @@ def _voice(seconds: float, path: Path = VOICE) -> np.ndarray:
     return np.tile(pcm, int(np.ceil(seconds * SAMPLE_RATE / len(pcm))))[: int(seconds * SAMPLE_RATE)]
 
 
-def worker(model: str, variants: list[str]) -> None:
+def worker(model: str, variants: list[str], rig: bool = True) -> None:
     """Build, check and then time variants on request (JSON lines on stdin/stdout)."""
     import torch
     torch.set_num_threads(1)
@@ -75,26 +82,27 @@ def worker(model: str, variants: list[str]) -> None:
     out = sys.stdout
     sys.stdout = sys.stderr                      # library prints must not break the protocol
     card = resolve_card(model)
-    image = _portrait(max(card.width, card.height))
+    image, identity = _avatar(max(card.width, card.height), rig)
     wanted = [Variant.parse(v) for v in variants]
     streams, setup_s = {}, {}
     for v in [REFERENCE, *wanted]:
         t0 = time.perf_counter()
         if v.name not in streams:
             streams[v.name] = open_variant_stream(card, v)
-            warm_stream(streams[v.name], image)                 # compiles compile/* here
+            warm_stream(streams[v.name], image, identity=identity)   # compiles compile/* here
         setup_s[v.name] = round(time.perf_counter() - t0, 1)
-    diffs = parity(card, wanted, image, _voice(1.0), streams=streams)
+    diffs = parity(card, wanted, image, _voice(1.0), streams=streams, identity=identity)
     voice = _voice(6.0)
     clocks = {}
     for v in wanted:
-        clocks[v.name] = BlockClock(streams[v.name], image, voice)
+        clocks[v.name] = BlockClock(streams[v.name], image, voice, identity=identity)
         clocks[v.name].warm(clocks[v.name].stream.sampler.latency_blocks + 3)
     ref = clocks[REFERENCE.name].stream
     model_gflop = step_gflop(ref)
     latents = torch.randn(ref.frames_per_block, *ref.sampler.ref.shape[-3:])
     decode_gflop = counted_gflop(lambda: ref.decoder.decode(latents))
     info = {"capability": torch.backends.cpu.get_cpu_capability(), "parity": diffs, "setup_s": setup_s,
+            "decoder": "rig" if getattr(ref.decoder, "rigged", False) else "learned",
             "model_gflop": model_gflop, "decode_gflop": decode_gflop, "block_ms": ref.block_seconds * 1000}
     print(json.dumps({"ready": info}), file=out, flush=True)
     for line in sys.stdin:
@@ -116,14 +124,15 @@ def worker(model: str, variants: list[str]) -> None:
 
 # -- coordinator ---------------------------------------------------------------------------------------
 class Worker:
-    def __init__(self, limit: str, model: str, variants: list[str]):
+    def __init__(self, limit: str, model: str, variants: list[str], rig: bool = True):
         env = dict(os.environ, **LIMITS[limit])
         for key in LIMITS["avx2"]:
             if key not in LIMITS[limit]:
                 env.pop(key, None)
         self.limit = limit
         self.proc = subprocess.Popen([sys.executable, "-m", "engine.tools.perf", "--worker", "--model", model,
-                                      "--variants", ",".join(variants)], stdin=subprocess.PIPE,
+                                      "--variants", ",".join(variants), *([] if rig else ["--picture"])],
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env)
 
     def ask(self, **cmd) -> dict:
@@ -146,10 +155,10 @@ class Worker:
 
 
 def run_perf(model: str = "toon", core: int = 0, rounds: int = 40, variants: tuple[str, ...] = VARIANTS,
-             limits: tuple[str, ...] = ("shipped", "avx2")) -> dict[str, Any]:
+             limits: tuple[str, ...] = ("shipped", "avx2"), rig: bool = True) -> dict[str, Any]:
     from engine.accel import cpu_model
     load_start = os.getloadavg()
-    workers = {lim: Worker(lim, model, list(variants)) for lim in limits}
+    workers = {lim: Worker(lim, model, list(variants), rig) for lim in limits}
     try:
         ready = {lim: w.read()["ready"] for lim, w in workers.items()}
         peaks = {lim: w.ask(op="pin", core=core)["peaks"] for lim, w in workers.items()}
@@ -189,13 +198,18 @@ def run_perf(model: str = "toon", core: int = 0, rounds: int = 40, variants: tup
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "cpu": cpu_model(),
             "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg()),
             "block_ms": ready[limits[0]]["block_ms"], "model_gflop": ready[limits[0]]["model_gflop"],
+            "decoder": ready[limits[0]]["decoder"],
             "decode_gflop": ready[limits[0]]["decode_gflop"], "peaks": peaks, "rows": rows}
+
+
+DECODERS = {"rig": "the cartoon's rig (reader + drawing)", "learned": "the learned reference decoder"}
 
 
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"{result['cpu']}, pinned to core {result['core']}, 1 torch thread; {result['rounds']} blocks per row, "
              f"rows stepped in turn; model {result['model']} ({result['model_gflop']:.2f} GFLOP per step + "
-             f"{result['decode_gflop']:.2f} GFLOP decode per {result['block_ms']:.0f} ms block); 1-min load "
+             f"{result['decode_gflop']:.2f} GFLOP decode per {result['block_ms']:.0f} ms block, decoded by "
+             f"{DECODERS.get(result.get('decoder'), 'the learned decoder')}); 1-min load "
              f"{result['loadavg_start'][0]:.1f} at start, {result['loadavg_end'][0]:.1f} at end", "",
              "| ISA | variant | ms/block p50 | step ms | decode ms | real-time factor | vs fp32 eager | "
              "max px diff | worst-frame mean / p99 diff | floor ms | of floor |",
@@ -221,13 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limits", default="shipped,avx2")
     p.add_argument("--out", default=None)
     p.add_argument("--md", default=None)
+    p.add_argument("--picture", action="store_true",
+                   help="a picture avatar (the learned decoder) instead of a cartoon drawn by its rig")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        worker(args.model, args.variants.split(","))
+        worker(args.model, args.variants.split(","), rig=not args.picture)
         return 0
     result = run_perf(args.model, args.core, args.rounds, tuple(args.variants.split(",")),
-                      tuple(args.limits.split(",")))
+                      tuple(args.limits.split(",")), rig=not args.picture)
     text = format_table(result)
     from engine.files import atomic_write_text
     if args.out:
