@@ -80,16 +80,17 @@ class AvatarStream:
     # -- streaming -------------------------------------------------------------------------------
     def start(self, image: np.ndarray, text_context: torch.Tensor | None = None, prompt: str | None = None,
               identity: Identity | None = None) -> np.ndarray:
-        """Encode the avatar image as the style anchor; returns the image as the model sees it.
+        """Encode the avatar image as the style anchor; returns the image fitted to the stream's size.
 
         A model with text cross-attention needs a context: `text_context` as given, or the
         embedding of `prompt` (default "") from the card's prompt cache. `identity`: a cartoon
-        avatar's `engine.toon.identity.Identity`, so the decoder can draw it with its rig.
+        avatar's `engine.toon.identity.Identity`, so the decoder can draw it with its rig (and the
+        model sees a green-screen cartoon on its own background: `anchor_image`).
         """
         if self.card.model.has_text and text_context is None:
             text_context = self._prompt_embedding(prompt or "")[None]
         fitted = fit_image(image, *self.size)
-        ref = self.decoder.encode_image(fitted)
+        ref = self.decoder.encode_image(self.decoder.anchor_image(fitted, identity))
         self.sampler.start(ref, text_context)
         self.decoder.reset(ref, fitted, identity=identity)
         self.audio.reset()

@@ -134,3 +134,30 @@ def test_a_creator_avatar_streams_through_its_rig(ui_home, tmp_path):
         assert session.wait(120)
     finally:
         session.stop()
+
+
+def test_a_green_screen_avatar_talks_as_wide_as_the_same_avatar_without_one():
+    """The model never learned key colours (anchored on one it mouths about half as wide), so it is
+    anchored on the avatar's own background and the rig draws the key: the same speech gives the
+    same mouth, on a flat green background."""
+    from avatarcam.demo import demo_voice
+    from engine.card import MODELS_DIR, load_card
+    from engine.stream import AvatarStream
+
+    speech = demo_voice(3.0)
+    plain = random_identity(101000)
+    keyed = set_key(plain, "green")
+    card = load_card(MODELS_DIR / "toon")
+    mouths, last = [], []
+    for ident in (plain, keyed):
+        stream = AvatarStream(card, seed=0)
+        stream.start(render_portrait(ident, card.width), identity=ident)
+        assert stream.decoder.rigged
+        jaw, chunk = [], stream.frames_per_block * 640
+        for a in range(0, len(speech), chunk):
+            frames = stream.push_audio(speech[a:a + chunk])
+            jaw += [c.mouth_open for c in stream.decoder._rig.last_controls] if frames else []
+        mouths.append(jaw)
+        last.append(frames[-1])
+    assert mouths[0] == mouths[1] and max(mouths[0]) > 0.2
+    assert tuple(last[1][4, 4]) == KEY_COLOURS["green"] and tuple(last[0][4, 4]) != KEY_COLOURS["green"]

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class FrameDecoder(Protocol):
+    def anchor_image(self, image: np.ndarray, identity: Identity | None = None) -> np.ndarray: ...
     def encode_image(self, image: np.ndarray) -> torch.Tensor: ...
     def reset(self, reference_latent: torch.Tensor, image: np.ndarray, identity: Identity | None = None) -> None: ...
     def decode(self, latents: torch.Tensor) -> np.ndarray: ...
@@ -69,6 +70,19 @@ class ToonDecoder:
 
     def encode_image(self, image: np.ndarray) -> torch.Tensor:
         return self.ae.encode(fit_image(image, self.size, self.size))[0]
+
+    def anchor_image(self, image: np.ndarray, identity: Identity | None = None) -> np.ndarray:
+        """The picture the model is anchored on: `image`, except that a cartoon on a green screen that
+        its rig will draw is shown to the model on its own generator background (chroma.off_key)."""
+        if identity is None or self.reader is None or identity.background != "chroma":
+            return image
+        from engine.codecs.rigdecoder import rig_matches
+        from engine.toon import render_portrait
+        from engine.toon.chroma import off_key
+        s = self.out_size
+        if not rig_matches(identity, fit_image(image, s, s)):
+            return image
+        return fit_image(render_portrait(off_key(identity), s), image.shape[1], image.shape[0])
 
     def reset(self, reference_latent: torch.Tensor, image: np.ndarray, identity: Identity | None = None) -> None:
         """A new avatar: `image` (its picture) and, for cartoon avatars, its `identity` (engine.toon).
@@ -210,6 +224,9 @@ class WanDecoder:
             raise CheckpointError(f"model '{card.name}': {exc}") from exc
         self.stream = StreamingDecoder(self.vae)
         self.width, self.height = card.width, card.height
+
+    def anchor_image(self, image: np.ndarray, identity: Identity | None = None) -> np.ndarray:
+        return image
 
     @torch.no_grad()
     def encode_image(self, image: np.ndarray) -> torch.Tensor:

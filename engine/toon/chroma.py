@@ -8,11 +8,13 @@ check and the filter agree.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import numpy as np
 
-from engine.toon.identity import Color, Identity
+from engine.toon.identity import Color, Identity, random_identity
 
 # Pure primaries and magenta: the generator's palettes (pastels with saturation <= 0.9 and value
 # <= 0.95, tabled skin/hair/eye colours) never reach them, so a key never matches a colour exactly.
@@ -36,6 +38,19 @@ class KeyTuning:
 def key_name(colour: Color) -> str | None:
     """The name of a key colour ('green'), or None when `colour` is not one."""
     return next((n for n, c in KEY_COLOURS.items() if tuple(c) == tuple(colour)), None)
+
+
+def off_key(ident: Identity) -> Identity:
+    """The avatar on its generator background (its seed's own) instead of a key colour.
+
+    Why: the shipped model learned avatars on the generator's backgrounds only; anchored on a flat
+    key colour it moves the mouth about half as wide (held-out speech, same avatar and seed: speaking
+    jaw 0.24 -> 0.12 on green, 0.09 on blue). Its rig draws the key; the model never needs to see it.
+    """
+    if ident.background != "chroma":
+        return ident
+    own = random_identity(ident.seed)
+    return dataclasses.replace(ident, background=own.background, bg_a=own.bg_a, bg_b=own.bg_b)
 
 
 def cbcr(colour: Color) -> np.ndarray:
