@@ -44,8 +44,9 @@ def off_key(ident: Identity) -> Identity:
     """The avatar on its generator background (its seed's own) instead of a key colour.
 
     Why: the shipped model learned avatars on the generator's backgrounds only; anchored on a flat
-    key colour it moves the mouth about half as wide (held-out speech, same avatar and seed: speaking
-    jaw 0.24 -> 0.12 on green, 0.09 on blue). Its rig draws the key; the model never needs to see it.
+    key colour it moves the mouth less (20 s of held-out speech, same avatars and seed, mean jaw
+    while speaking: 0.24 -> 0.12 on green and 0.09 on blue for one avatar, 0.26 -> 0.21 and 0.17
+    for another). Its rig draws the key, so the model never needs to see it.
     """
     if ident.background != "chroma":
         return ident
