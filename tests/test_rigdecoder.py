@@ -90,6 +90,17 @@ def test_idle_head_is_still_in_silence_and_sways_smoothly_while_speaking():
     assert np.array_equal(again.next(np.zeros(50)), silent)
 
 
+def test_the_idle_head_follows_talking_time_not_the_frame_number():
+    """With the stream's fixed seed the sway must not put the head in the same pose at the same frame
+    number whatever is said: the same words after a longer silence give the same head, later."""
+    from engine.codecs.rigdecoder import IdleHead
+    talking = 0.35 + 0.3 * np.sin(2 * np.pi * 4 * np.arange(200) / 25)
+    early, late = IdleHead(25.0, seed=0), IdleHead(25.0, seed=0)
+    early.next(np.zeros(50))
+    late.next(np.zeros(130))
+    assert np.array_equal(early.next(talking), late.next(talking))
+
+
 def test_a_closed_mouth_is_one_calm_line():
     from engine.codecs.rigdecoder import calm_mouth
     values = np.array([[0.05, 0.9, 0.8, 0, 0, 0], [0.6, 0.9, 0.8, 0, 0, 0], [1.0, 0.2, 0.0, 0, 0, 0]])

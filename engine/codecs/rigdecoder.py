@@ -168,7 +168,9 @@ class IdleHead:
     Why: like the training clips' heads: a slow sway (three slow sines per axis, random rates and
     phases) plus a nod on each syllable (a fast minus a slow average of the jaw), both scaled by a
     speaking envelope (the jaw beyond SPEAKING, ~0.3 s to rise, ~0.25 s to settle), so the head
-    is still in silence.
+    is still in silence. The sway's clock runs with the envelope (seconds of talking, not frames
+    since the start), so with a fixed seed the head is not in the same pose at the same frame
+    number whatever the input (the evaluation's seed-locked pattern).
     """
 
     SPEAKING = 0.1                               # jaw opening (after calm_mouth) that counts as speech
@@ -183,7 +185,7 @@ class IdleHead:
         self.reset()
 
     def reset(self) -> None:
-        self.frame, self.env, self.fast, self.slow = 0, 0.0, 0.0, 0.0
+        self.clock, self.env, self.fast, self.slow = 0.0, 0.0, 0.0, 0.0
 
     def next(self, jaw: np.ndarray) -> np.ndarray:
         """(N,) jaw openings -> (N, 3) yaw, roll, nod in -1..1."""
@@ -192,12 +194,12 @@ class IdleHead:
             speaking = float(j > self.SPEAKING)
             self.env = ema_step(self.env, speaking, 0.3 if speaking > self.env else 0.25, self.fps)
             self.fast, self.slow = ema_step(self.fast, j, 0.06, self.fps), ema_step(self.slow, j, 0.4, self.fps)
-            t = self.frame / self.fps
-            sway = np.sin(2 * np.pi * self.rates * t + self.phases).sum(1) / np.sqrt(1.5)
+            gain = min(1.0, 1.5 * self.env)
+            sway = np.sin(2 * np.pi * self.rates * self.clock + self.phases).sum(1) / np.sqrt(1.5)
             head = sway * self.AMPLITUDE
             head[2] += 0.6 * (self.fast - self.slow)
-            out[i] = np.clip(head * min(1.0, 1.5 * self.env), -1, 1)
-            self.frame += 1
+            out[i] = np.clip(head * gain, -1, 1)
+            self.clock += gain / self.fps
         return out
 
 
