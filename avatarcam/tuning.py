@@ -120,7 +120,7 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     """Measure the candidates for this model here, check parity, save and return the choice.
 
     compile: also the torch.compile variants (minutes of compiling: `avatarcam bench tune`). The
-    first `run` measures the eager ones only (seconds), so a first start never waits on a compiler.
+    first `run` measures the others only (eager and int8: seconds), so a first start never waits on a compiler.
     """
     import numpy as np
     import torch
@@ -143,7 +143,7 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
                              reason=f"not measured: {gflop:.2f} GFLOP per step is small enough for float32 eager")
         save_choice(choice)
         return choice
-    variants = [v for v in candidates() if compile or v.backend == "eager"]
+    variants = [v for v in candidates() if compile or v.backend != "compile"]
     say(f"choosing the fastest engine for this CPU (once per machine and model): "
         f"{', '.join(v.name for v in variants)}")
     streams = {}
@@ -166,7 +166,7 @@ def tune(folder: Path, say: Callable[[str], None] = log.info, rounds: int = TUNE
     times = time_blocks(clocks, rounds)
     ms = {name: float(np.median(t)) for name, t in times.items() if t}
     best = pick(ms, checked)
-    reason = "measured" if compile else "measured (eager only; `avatarcam bench tune` adds torch.compile)"
+    reason = "measured" if compile else "measured (no compiled variants; `avatarcam bench tune` adds torch.compile)"
     choice = TunedChoice(best, key, machine, ms, checked, block_ms, created, reason)
     save_choice(choice)
     torch.set_num_threads(machine["threads"])

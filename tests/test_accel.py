@@ -114,8 +114,9 @@ def test_variant_names_and_invalid_ones():
 def test_candidates_follow_the_cpu(monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     names = [v.name for v in candidates({"avx2", "avx512_bf16"}, compiler=True)]
-    assert names == ["eager/float32", "eager/bfloat16", "compile/float32", "compile/bfloat16"]
-    assert [v.name for v in candidates({"avx2"}, compiler=False)] == ["eager/float32"]
+    assert names == ["eager/float32", "eager/bfloat16", "int8/float32", "compile/float32", "compile/bfloat16"]
+    assert [v.name for v in candidates({"avx2"}, compiler=False)] == ["eager/float32", "int8/float32"]
+    assert [v.name for v in candidates(set(), compiler=False)] == ["eager/float32"]   # no AVX2: no fbgemm int8
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")          # held to AVX2: bf16 would be emulated
     assert not native_bf16({"avx2", "amx_bf16"})
 
