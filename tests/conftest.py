@@ -1,9 +1,15 @@
-"""Shared test setup: tiny models run fastest on one thread, nothing may reach a model hub, and
-nothing compiles in the pytest process."""
+"""Shared test setup: tiny models run fastest on one thread, nothing may reach a model hub, nothing
+compiles in the pytest process, and the user's own data folder is never written (a test that needs
+a home of its own still sets one)."""
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ["AVATARCAM_HOME"] = tempfile.mkdtemp(prefix="avatarcam-tests-")
+atexit.register(shutil.rmtree, os.environ["AVATARCAM_HOME"], True)
 
 import torch  # noqa: E402
 
