@@ -82,7 +82,7 @@ def resolve_tuned(choice: EngineChoice, folder, say=None, stream_overrides: dict
 
     def allowed(variant: str) -> bool:
         backend, dtype = variant.split("/")
-        return backend in ("eager", "compile") and choice.backend in ("auto", backend) \
+        return backend in ("eager", "compile", "int8") and choice.backend in ("auto", backend) \
             and choice.dtype in ("auto", dtype)
 
     variant = tuning.pick(tuned.ms_per_block, tuned.parity, allowed) if tuned.ms_per_block else tuned.variant

@@ -171,6 +171,16 @@ def test_auto_takes_the_fastest_variant_that_passed_parity(tmp_path, home):
     assert (got.backend, got.dtype) == ("eager", "bfloat16") and "measured" in got.tuned
 
 
+def test_run_takes_int8_when_it_measured_fastest(tmp_path, home):
+    """The tuner's int8 choice is what `run` streams with, unless engine.backend names another backend."""
+    folder = make_card(tmp_path / "m")
+    _saved(folder, {"eager/float32": 90.0, "eager/bfloat16": 70.0, "int8/float32": 60.0})
+    got = resolve_tuned(choose_engine(EngineSettings(device="cpu")), folder)
+    assert (got.backend, got.dtype) == ("int8", "float32")
+    got = resolve_tuned(choose_engine(EngineSettings(device="cpu", backend="eager")), folder)
+    assert (got.backend, got.dtype) == ("eager", "bfloat16")
+
+
 def test_engine_settings_override_the_measured_choice(tmp_path, home):
     folder = make_card(tmp_path / "m")
     _saved(folder, {"eager/float32": 90.0, "eager/bfloat16": 60.0, "compile/float32": 50.0,
