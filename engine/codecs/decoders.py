@@ -74,15 +74,17 @@ class ToonDecoder:
     def anchor_image(self, image: np.ndarray, identity: Identity | None = None) -> np.ndarray:
         """The picture the model is anchored on: `image`, except that a cartoon on a green screen that
         its rig will draw is shown to the model on its own generator background (chroma.off_key)."""
-        if identity is None or self.reader is None or identity.background != "chroma":
+        if identity is None or self.reader is None or identity.background != "chroma" \
+                or not self._is_portrait_of(identity, image):
             return image
-        from engine.codecs.rigdecoder import rig_matches
         from engine.toon import render_portrait
         from engine.toon.chroma import off_key
-        s = self.out_size
-        if not rig_matches(identity, fit_image(image, s, s)):
-            return image
-        return fit_image(render_portrait(off_key(identity), s), image.shape[1], image.shape[0])
+        return fit_image(render_portrait(off_key(identity), self.out_size), image.shape[1], image.shape[0])
+
+    def _is_portrait_of(self, identity: Identity, image: np.ndarray) -> bool:
+        """Is `image` this identity's portrait (so its rig may draw it)? engine.codecs.rigdecoder.rig_matches."""
+        from engine.codecs.rigdecoder import rig_matches
+        return rig_matches(identity, fit_image(image, self.out_size, self.out_size))
 
     def reset(self, reference_latent: torch.Tensor, image: np.ndarray, identity: Identity | None = None) -> None:
         """A new avatar: `image` (its picture) and, for cartoon avatars, its `identity` (engine.toon).
@@ -105,13 +107,12 @@ class ToonDecoder:
     def _rig_for(self, identity: Identity | None, image: np.ndarray) -> RigDecoder | None:
         if identity is None or self.reader is None:
             return None
-        from engine.codecs.rigdecoder import IdleHead, MouthGate, RigDecoder, rig_matches
-        s = self.out_size
-        if not rig_matches(identity, fit_image(image, s, s)):
+        from engine.codecs.rigdecoder import IdleHead, MouthGate, RigDecoder
+        if not self._is_portrait_of(identity, image):
             log.warning("avatar picture differs from its cartoon seed %s's portrait: drawing it as a picture",
                         getattr(identity, "seed", "?"))
             return None
-        return RigDecoder(self.reader, identity, s, head=IdleHead(self.fps, seed=self.seed),
+        return RigDecoder(self.reader, identity, self.out_size, head=IdleHead(self.fps, seed=self.seed),
                           gate=MouthGate(self.fps))
 
     @property

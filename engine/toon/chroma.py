@@ -8,9 +8,7 @@ check and the filter agree.
 """
 from __future__ import annotations
 
-import dataclasses
-
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -51,7 +49,7 @@ def off_key(ident: Identity) -> Identity:
     if ident.background != "chroma":
         return ident
     own = random_identity(ident.seed)
-    return dataclasses.replace(ident, background=own.background, bg_a=own.bg_a, bg_b=own.bg_b)
+    return replace(ident, background=own.background, bg_a=own.bg_a, bg_b=own.bg_b)
 
 
 def cbcr(colour: Color) -> np.ndarray:
